@@ -1,0 +1,18 @@
+//! fetchflow: declarative, git-managed bulk record jobs for Dynamics 365 / Dataverse.
+//!
+//! The pipeline is `load` (the only file I/O) → `model` (serde image of the YAML) →
+//! `compile` (every check, every diagnostic in one pass) → a `compile::Workflow` plan.
+//! `fetchxml`, `metadata`, `template` and `schedule` are pure building blocks used by `compile`.
+//! `cli` is the thin command-line edge. See ARCHITECTURE.md for the map and its invariants.
+
+pub mod cli;
+pub mod compile;
+pub mod diagnostics;
+pub mod fetchxml;
+pub mod load;
+pub mod metadata;
+pub mod model;
+pub mod schema;
+pub mod schedule;
+pub mod source;
+pub mod template;
