@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use crate::source::SourceFile;
+
 /// How bad a problem is. Warnings do not fail `validate` unless `--deny-warnings`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -29,7 +31,12 @@ pub struct Problem {
 }
 
 impl Problem {
-    pub fn error(code: &'static str, offset: usize, len: usize, message: impl Into<String>) -> Self {
+    pub fn error(
+        code: &'static str,
+        offset: usize,
+        len: usize,
+        message: impl Into<String>,
+    ) -> Self {
         Problem {
             severity: Severity::Error,
             code,
@@ -56,6 +63,75 @@ impl Problem {
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
         self
+    }
+}
+
+/// A problem located in a file: what `validate` prints and what the API will report.
+/// Field order is the stable JSON shape `{file, line, column, path, severity, code, message, help}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Diagnostic {
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub column: usize,
+    /// YAML path of the node, e.g. `actions[1].update.set.ownerid` (empty for the whole file).
+    pub path: String,
+    pub severity: Severity,
+    pub code: &'static str,
+    pub message: String,
+    pub help: Option<String>,
+    /// Byte range in the file, for rendering the source line and caret.
+    #[serde(skip)]
+    pub offset: usize,
+    #[serde(skip)]
+    pub len: usize,
+}
+
+impl Diagnostic {
+    /// A diagnostic at a byte range of `source`.
+    pub fn at(
+        source: &SourceFile,
+        offset: usize,
+        len: usize,
+        path: &str,
+        problem: Problem,
+    ) -> Self {
+        let offset = source.clamp(offset);
+        let len = source.clamp(offset + len) - offset;
+        let (line, column) = source.line_column(offset);
+        Diagnostic {
+            file: source.display_name(),
+            line,
+            column,
+            path: path.to_string(),
+            severity: problem.severity,
+            code: problem.code,
+            message: problem.message,
+            help: problem.help,
+            offset,
+            len,
+        }
+    }
+
+    /// A diagnostic about a file as a whole (unreadable, too large, ...), at line 1 column 1.
+    pub fn whole_file(file: &str, problem: Problem) -> Self {
+        Diagnostic {
+            file: file.to_string(),
+            line: 1,
+            column: 1,
+            path: String::new(),
+            severity: problem.severity,
+            code: problem.code,
+            message: problem.message,
+            help: problem.help,
+            offset: 0,
+            len: 0,
+        }
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
     }
 }
 

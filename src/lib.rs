@@ -7,12 +7,13 @@
 
 pub mod cli;
 pub mod compile;
+pub mod config;
 pub mod diagnostics;
 pub mod fetchxml;
 pub mod load;
 pub mod metadata;
 pub mod model;
-pub mod schema;
 pub mod schedule;
+pub mod schema;
 pub mod source;
 pub mod template;

@@ -1,5 +1,68 @@
-//! The command-line edge: argument parsing (clap) and the commands; the only terminal I/O.
+//! The command-line edge: argument parsing (clap), the commands, and terminal output.
+//! Commands call the library and map outcomes to exit codes: 0 success, 1 invalid input or
+//! failed work, 2 usage errors.
 
-pub fn run() -> std::process::ExitCode {
-    std::process::ExitCode::from(2)
+mod render;
+mod schedule;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Declarative, git-managed bulk record jobs for Dynamics 365 / Dataverse.
+#[derive(Debug, Parser)]
+#[command(name = "fetchflow", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file (default: ./fetchflow.yaml when present).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check workflow files offline: YAML, FetchXML, templates, cron, names against metadata.
+    Validate(validate::ValidateArgs),
+    /// Show the next fire times of scheduled workflows, in UTC and in each trigger's zone.
+    Schedule(schedule::ScheduleArgs),
+}
+
+/// Output formats of commands that report diagnostics or data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+    Github,
+}
+
+/// Parses the process arguments and runs the command.
+pub fn run() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let code = if error.use_stderr() { 2 } else { 0 };
+            let _ = error.print();
+            return ExitCode::from(code);
+        }
+    };
+    let result = match &cli.command {
+        Command::Validate(args) => validate::run(&cli, args),
+        Command::Schedule(args) => schedule::run(&cli, args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The built-in metadata plus what the configuration adds. One place so that `validate`,
+/// `schedule` and later `run` check names against the same catalogue.
+pub(crate) fn catalogue() -> crate::metadata::Catalogue {
+    crate::metadata::Catalogue::builtin()
 }
