@@ -45,9 +45,9 @@ dir="$work/workflows"
 
 echo "==> generating $files workflows into $dir"
 python3 "$root/benches/gen_workflows.py" "$dir" "$files" || { echo "validate.sh: generator failed" >&2; exit 2; }
-one="$(find "$dir" -name '*.yaml' | sort | head -n 1)"
-lines=$(cat "$dir"/*.yaml | wc -l)
-echo "    $(find "$dir" -name '*.yaml' | wc -l) files, $lines lines, $(du -sh "$dir" | cut -f1)"
+generated=("$dir"/*.yaml)
+one="${generated[0]}"
+echo "    ${#generated[@]} files, $(cat "${generated[@]}" | wc -l) lines, $(du -sh "$dir" | cut -f1)"
 
 # A benchmark of a validator that rejects its input measures the wrong thing: require exit 0 first.
 for target in "$dir" "$one"; do

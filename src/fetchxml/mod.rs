@@ -1,20 +1,21 @@
 //! FetchXML: the typed `Query` model with byte spans, the parser (`parse`, every grammar problem
 //! in one pass, no DTDs) and the metadata checker (`check`). Pure, no I/O.
 //!
-//! Problem codes, grammar (`parse`): `fetchxml-xml`, `fetchxml-dtd`, `fetchxml-too-large`,
-//! `fetchxml-root`, `fetchxml-unknown-element`, `fetchxml-misplaced-element`,
-//! `fetchxml-unexpected-text`, `fetchxml-unknown-attribute`, `fetchxml-missing-attribute`,
-//! `fetchxml-misplaced-attribute`, `fetchxml-invalid-value`, `fetchxml-missing-element`,
+//! Problem codes (errors unless marked), grammar (`parse`): `fetchxml-xml`, `fetchxml-dtd`,
+//! `fetchxml-too-large`, `fetchxml-root`, `fetchxml-unknown-element`,
+//! `fetchxml-misplaced-element`, `fetchxml-unexpected-text`, `fetchxml-unknown-attribute`,
+//! `fetchxml-missing-attribute`, `fetchxml-invalid-value`, `fetchxml-missing-element`,
 //! `fetchxml-duplicate-element`, `fetchxml-unknown-operator`, `fetchxml-value-count`,
 //! `fetchxml-valueof-not-allowed`, `fetchxml-fiscal-unsupported`, `fetchxml-top-with-paging`,
 //! `fetchxml-limit-exceeded`, `fetchxml-aggregate-alias`, `fetchxml-aggregate-groupby`,
 //! `fetchxml-aggregate-all-attributes`, `fetchxml-aggregate-not-allowed`,
 //! `fetchxml-order-needs-alias`, `fetchxml-order-needs-attribute`, `fetchxml-duplicate-alias`,
-//! `fetchxml-unknown-alias`, `fetchxml-link-type-placement`, `fetchxml-ignored-columns`
-//! (warning), `fetchxml-too-many-conditions`, `fetchxml-too-many-links`, `fetchxml-too-deep`.
+//! `fetchxml-unknown-alias`, `fetchxml-link-type-placement`, `fetchxml-too-many-conditions`,
+//! `fetchxml-too-many-links`, `fetchxml-too-deep`; warnings `fetchxml-ignored-columns`,
+//! `fetchxml-misplaced-attribute`, `fetchxml-deprecated-operator`.
 //! Metadata (`check`): `fetchxml-unknown-entity`, `fetchxml-unknown-column`,
 //! `fetchxml-link-type-mismatch`, `fetchxml-invalid-condition-value`, `fetchxml-operator-type`,
-//! `fetchxml-aggregate-type`, `fetchxml-valueof-type-mismatch`, `fetchxml-unknown-alias`.
+//! `fetchxml-aggregate-type`, `fetchxml-valueof-type-mismatch`.
 
 mod checker;
 pub mod model;

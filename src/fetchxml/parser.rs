@@ -1094,6 +1094,17 @@ impl<'t> Parser<'t> {
                 "use a calendar date operator such as `this-year`, `last-x-months` or `between`",
             );
         }
+        if op == Operator::Neq {
+            self.problems.push(
+                Problem::warning(
+                    "fetchxml-deprecated-operator",
+                    operator.span.offset,
+                    operator.span.len,
+                    "operator `neq` is deprecated",
+                )
+                .with_help("use `ne`"),
+            );
+        }
         if let Some(valueof) = &valueof {
             if !op.allows_valueof() {
                 self.help(

@@ -430,6 +430,113 @@ const CASES: &[(&str, &str, &str)] = &[
         "fetchxml-aggregate-type",
         "month",
     ),
+    // More grammar.
+    (
+        "<fetch><entity name='account' name='contact'/></fetch>",
+        "fetchxml-xml",
+        "name='contact'",
+    ),
+    (
+        "<fetch aggregate='true'><entity name='account'><attribute name='createdon' alias='fy' groupby='true' dategrouping='fiscal-year'/></entity></fetch>",
+        "fetchxml-fiscal-unsupported",
+        "fiscal-year",
+    ),
+    (
+        "<fetch aggregate='true'><entity name='account'><attribute name='createdon' alias='d' aggregate='count' dategrouping='month'/></entity></fetch>",
+        "fetchxml-aggregate-groupby",
+        "month",
+    ),
+    (
+        "<fetch><entity name='account'><link-entity name='contact' from='contactid' to='primarycontactid' link-type='exists'><attribute name='fullname'/></link-entity></entity></fetch>",
+        "fetchxml-ignored-columns",
+        "attribute name='fullname'",
+    ),
+    (
+        "<fetch><entity name='account'><link-entity name='contact' from='contactid' to='primarycontactid' alias='c'><order attribute='fullname' entityname='c'/></link-entity></entity></fetch>",
+        "fetchxml-misplaced-attribute",
+        "c'/>",
+    ),
+    (
+        "<fetch mapping='physical'><entity name='account'/></fetch>",
+        "fetchxml-invalid-value",
+        "physical",
+    ),
+    (
+        "<fetch><entity name='account'><attribute name='name'><value>x</value></attribute></entity></fetch>",
+        "fetchxml-misplaced-element",
+        "value",
+    ),
+    (
+        "<condition attribute='name' operator='eq' value='a'><foo/></condition>",
+        "fetchxml-unknown-element",
+        "foo",
+    ),
+    (
+        "<condition attribute='name' operator='eq'>abc</condition>",
+        "fetchxml-unexpected-text",
+        "abc",
+    ),
+    (
+        "<condition attribute='name' operator='eq' value='a' valueof='accountnumber'/>",
+        "fetchxml-value-count",
+        "a'",
+    ),
+    (
+        "<condition operator='eq' value='a'/>",
+        "fetchxml-missing-attribute",
+        "condition",
+    ),
+    (
+        "<condition attribute='name' operator='' value='a'/>",
+        "fetchxml-missing-attribute",
+        "' value",
+    ),
+    (
+        "<fetch><entity name='account'><order/></entity></fetch>",
+        "fetchxml-missing-attribute",
+        "order",
+    ),
+    (
+        "<condition attribute='name' operator='neq' value='a'/>",
+        "fetchxml-deprecated-operator",
+        "neq",
+    ),
+    // More metadata.
+    (
+        "<condition attribute='name' operator='eq-userid'/>",
+        "fetchxml-operator-type",
+        "eq-userid",
+    ),
+    (
+        "<condition attribute='name' operator='eq-userlanguage'/>",
+        "fetchxml-operator-type",
+        "eq-userlanguage",
+    ),
+    (
+        "<fetch><entity name='account'><link-entity name='contact' from='contactid' to='primarycontactid' alias='c'/><filter><condition attribute='name' operator='eq' valueof='c.fulname'/></filter></entity></fetch>",
+        "fetchxml-unknown-column",
+        "fulname",
+    ),
+    (
+        "<fetch><entity name='account'><link-entity name='contact' from='contactid' to='primarycontactid' alias='c'/><filter><condition entityname='c' attribute='name' operator='null'/></filter></entity></fetch>",
+        "fetchxml-unknown-column",
+        "name' operator",
+    ),
+    (
+        "<fetch><entity name='account'><link-entity name='contact' from='contactid' to='primarycontactid'><filter><condition attribute='revenue' operator='null'/></filter></link-entity></entity></fetch>",
+        "fetchxml-unknown-column",
+        "revenue",
+    ),
+    (
+        "<condition attribute='statuscode' operator='eq'><value>9</value></condition>",
+        "fetchxml-invalid-condition-value",
+        "9</value>",
+    ),
+    (
+        "<condition attribute='numberofemployees' operator='eq' value='99999999999'/>",
+        "fetchxml-invalid-condition-value",
+        "99999999999",
+    ),
 ];
 
 #[test]
@@ -826,6 +933,17 @@ fn deep_nesting_does_not_overflow() {
         .collect();
     assert!(codes.contains(&"fetchxml-too-deep"));
     assert!(codes.contains(&"fetchxml-too-many-links"));
+}
+
+#[test]
+fn huge_documents_are_refused() {
+    let text = format!(
+        "<fetch><entity name='account'>{}</entity></fetch>",
+        "<x/>".repeat(250_000)
+    );
+    let (query, found) = parse(&text);
+    assert!(query.is_none());
+    assert_eq!(found[0].code, "fetchxml-too-large");
 }
 
 #[test]

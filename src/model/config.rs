@@ -10,6 +10,7 @@ use crate::model::SpannedMap;
 
 /// The optional project configuration file.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
+#[schemars(rename = "Config")]
 #[serde(deny_unknown_fields)]
 #[schemars(title = "fetchflow configuration")]
 pub struct RawConfig {
@@ -33,6 +34,7 @@ pub struct RawConfig {
 
 /// A connection: exactly one of `local` or `dataverse`.
 #[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Connection")]
 #[serde(deny_unknown_fields)]
 #[schemars(extend("oneOf" = [{"required": ["local"]}, {"required": ["dataverse"]}]))]
 pub struct RawConnection {
@@ -47,6 +49,7 @@ pub struct RawConnection {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Dataverse")]
 #[serde(deny_unknown_fields)]
 pub struct RawDataverse {
     /// Environment URL, e.g. https://contoso.crm.dynamics.com
@@ -68,6 +71,7 @@ pub struct RawDataverse {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Server")]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
     /// Listen address; default 127.0.0.1:8080.

@@ -11,6 +11,7 @@ use crate::model::SpannedMap;
 
 /// A workflow file: triggers, a FetchXML selection, per-record actions and how to run them.
 #[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Workflow")]
 #[serde(deny_unknown_fields)]
 #[schemars(title = "fetchflow workflow")]
 pub struct RawWorkflow {
@@ -66,6 +67,7 @@ pub struct RawWorkflow {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[schemars(rename = "Mode")]
 #[serde(rename_all = "snake_case")]
 pub enum RawMode {
     Async,
@@ -74,6 +76,7 @@ pub enum RawMode {
 
 /// One trigger: exactly one of `cron` or `webhook`.
 #[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Trigger")]
 #[serde(deny_unknown_fields)]
 #[schemars(extend("oneOf" = [{"required": ["cron"]}, {"required": ["webhook"]}]))]
 pub struct RawTrigger {
@@ -96,6 +99,7 @@ pub struct RawTrigger {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[schemars(rename = "Missed")]
 #[serde(rename_all = "snake_case")]
 pub enum RawMissed {
     RunOnce,
@@ -103,6 +107,7 @@ pub enum RawMissed {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Webhook")]
 #[serde(deny_unknown_fields)]
 pub struct RawWebhook {
     /// HMAC-SHA256 key; the body must be signed in `X-Fetchflow-Signature: sha256=<hex>`.
@@ -113,6 +118,7 @@ pub struct RawWebhook {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Select")]
 #[serde(deny_unknown_fields)]
 pub struct RawSelect {
     /// The FetchXML query, rendered once per run with vars (inserted values are XML-escaped).
@@ -123,6 +129,7 @@ pub struct RawSelect {
 /// One per-record action: exactly one of the six kinds, optionally guarded by `when`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Action")]
 #[schemars(extend("oneOf" = [
     {"required": ["update"]}, {"required": ["assign"]}, {"required": ["set_state"]},
     {"required": ["create"]}, {"required": ["delete"]}, {"required": ["call"]}
@@ -153,6 +160,7 @@ pub struct RawAction {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Update")]
 #[serde(deny_unknown_fields)]
 pub struct RawUpdate {
     /// Column logical name → new value (a literal or a template).
@@ -161,6 +169,7 @@ pub struct RawUpdate {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Assign")]
 #[serde(deny_unknown_fields)]
 pub struct RawAssign {
     /// A systemuser id, or `team:<id>`; may be a template.
@@ -169,6 +178,7 @@ pub struct RawAssign {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "SetState")]
 #[serde(deny_unknown_fields)]
 pub struct RawSetState {
     #[schemars(with = "i64")]
@@ -178,6 +188,7 @@ pub struct RawSetState {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Create")]
 #[serde(deny_unknown_fields)]
 pub struct RawCreate {
     /// Logical name of the table to create a row in.
@@ -191,10 +202,12 @@ pub struct RawCreate {
 
 /// Deletes the record. Written `delete: {}`.
 #[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Delete")]
 #[serde(deny_unknown_fields)]
 pub struct RawDelete {}
 
 #[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Call")]
 #[serde(deny_unknown_fields)]
 pub struct RawCall {
     /// Unique name of the custom API (or action).
@@ -211,6 +224,7 @@ pub struct RawCall {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Batch")]
 #[serde(deny_unknown_fields)]
 pub struct RawBatch {
     /// Records per write request (1..1000); default 100.
@@ -228,6 +242,7 @@ pub struct RawBatch {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[schemars(rename = "Overlap")]
 #[serde(rename_all = "snake_case")]
 pub enum RawOverlap {
     Skip,
@@ -236,6 +251,7 @@ pub enum RawOverlap {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Callback")]
 #[serde(deny_unknown_fields)]
 pub struct RawCallback {
     /// http or https URL; may be a template (`{{ operation.id }}`).
@@ -264,6 +280,7 @@ pub struct RawCallback {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[schemars(rename = "CallbackEvent")]
 #[serde(rename_all = "snake_case")]
 pub enum RawCallbackEvent {
     Succeeded,
@@ -272,6 +289,7 @@ pub enum RawCallbackEvent {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Sync")]
 #[serde(deny_unknown_fields)]
 pub struct RawSync {
     /// A sync run refuses a larger selection before writing anything; default 500.

@@ -77,6 +77,26 @@ impl Schedule {
         self.fires_after(after).take(n).collect()
     }
 
+    /// The latest fire in `(after, until]`, e.g. the one missed fire to run at start-up after
+    /// downtime (`missed: run_once`). Searches backwards from `until` in doubling windows, so
+    /// the cost follows the schedule's density near `until`, not the length of the downtime.
+    pub fn latest_fire(&self, after: DateTime<Utc>, until: DateTime<Utc>) -> Option<Fire> {
+        let mut window = TimeDelta::hours(1);
+        loop {
+            let from = until
+                .checked_sub_signed(window)
+                .map_or(after, |from| from.max(after));
+            let latest = self
+                .fires_after(from)
+                .take_while(|fire| fire.utc <= until)
+                .last();
+            if latest.is_some() || from == after {
+                return latest;
+            }
+            window = window.checked_mul(2).unwrap_or(TimeDelta::MAX);
+        }
+    }
+
     /// All fires strictly after `after`, in order, lazily.
     pub fn fires_after(&self, after: DateTime<Utc>) -> FiresAfter<'_> {
         FiresAfter::new(self, after)
@@ -519,6 +539,67 @@ mod tests {
                     // Resuming from any fire continues the same sequence.
                     assert_eq!(schedule.next_fire(fires[199].utc), Some(fires[200]));
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn latest_fire_is_the_last_missed_one() {
+        let schedule = Schedule::new(parse_cron("30 1 * * *").unwrap(), London);
+        // Down from 20 March to 30 March 2026 12:00 UTC: the last fire was 30 March 01:30 BST.
+        let latest = schedule.latest_fire(utc("2026-03-20T00:00:00Z"), utc("2026-03-30T12:00:00Z"));
+        assert_eq!(latest.unwrap().instant_key(), "2026-03-30T00:30:00Z");
+        // `until` itself counts, `after` does not.
+        let latest = schedule.latest_fire(utc("2026-03-20T00:00:00Z"), utc("2026-03-30T00:30:00Z"));
+        assert_eq!(latest.unwrap().instant_key(), "2026-03-30T00:30:00Z");
+        assert_eq!(
+            schedule.latest_fire(utc("2026-03-30T00:30:00Z"), utc("2026-03-30T12:00:00Z")),
+            None
+        );
+        // A yearly schedule after three years of downtime.
+        let yearly = Schedule::new(parse_cron("0 0 1 1 *").unwrap(), chrono_tz::UTC);
+        let latest = yearly.latest_fire(utc("2023-06-01T00:00:00Z"), utc("2026-11-26T16:17:47Z"));
+        assert_eq!(latest.unwrap().instant_key(), "2026-01-01T00:00:00Z");
+        // Every second over a year of downtime is still quick.
+        let dense = Schedule::new(parse_cron("* * * * * *").unwrap(), London);
+        let latest = dense.latest_fire(utc("2025-11-26T00:00:00Z"), utc("2026-11-26T16:17:47.5Z"));
+        assert_eq!(latest.unwrap().instant_key(), "2026-11-26T16:17:47Z");
+    }
+
+    #[test]
+    fn single_time_jobs_agree_with_croner() {
+        // croner calls these "fixed-time" and applies the same two rules.
+        for tz in [
+            London,
+            New_York,
+            chrono_tz::Australia::Lord_Howe,
+            chrono_tz::America::Havana,
+        ] {
+            for expr in [
+                "30 1 * * *",
+                "0 2 * * *",
+                "30 2 * * *",
+                "0 0 * * *",
+                "15 1 * * 0",
+            ] {
+                let spec = parse_cron(expr).unwrap();
+                let cron = croner::parser::CronParser::builder()
+                    .seconds(croner::parser::Seconds::Optional)
+                    .build()
+                    .parse(expr)
+                    .unwrap();
+                let start = utc("2025-12-31T00:00:00Z");
+                let ours: Vec<_> = Schedule::new(spec, tz)
+                    .next_fires(start, 800)
+                    .into_iter()
+                    .map(|fire| fire.utc)
+                    .collect();
+                let theirs: Vec<_> = cron
+                    .iter_after(start.with_timezone(&tz))
+                    .take(800)
+                    .map(|time| time.with_timezone(&Utc))
+                    .collect();
+                assert_eq!(ours, theirs, "{expr} in {tz}");
             }
         }
     }

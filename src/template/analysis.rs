@@ -128,8 +128,10 @@ fn finish(
 pub(super) fn syntax_problem(text: &str, error: &minijinja::Error) -> Problem {
     let (offset, len) = match error.range() {
         Some(range) => {
-            let start = range.start.min(text.len());
-            (start, range.end.min(text.len()).saturating_sub(start))
+            // minijinja widens point errors by one byte, which can end inside a character.
+            let start = char_boundary(text, range.start, false);
+            let end = char_boundary(text, range.end.max(range.start), true);
+            (start, end - start)
         }
         None => (line_offset(text, error.line()), 0),
     };
@@ -170,6 +172,19 @@ fn unclosed_tag_problem(text: &str, error: &minijinja::Error) -> Problem {
         }
         _ => problem,
     }
+}
+
+/// `offset` clamped to `text` and moved to a character boundary (forward when `up`).
+fn char_boundary(text: &str, offset: usize, up: bool) -> usize {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        if up {
+            offset += 1;
+        } else {
+            offset -= 1;
+        }
+    }
+    offset
 }
 
 fn line_offset(text: &str, line: Option<usize>) -> usize {
@@ -882,6 +897,8 @@ mod tests {
         assert_eq!((p.code, p.offset), ("template-syntax", 19));
         let p = analyze_expression("a b").unwrap_err();
         assert_eq!((p.offset, p.len), (2, 1));
+        let p = analyze_expression("üü").unwrap_err();
+        assert_eq!((p.offset, p.len), (0, 2));
     }
 
     #[test]
@@ -1055,6 +1072,80 @@ mod tests {
         ] {
             assert_scanner_covers_minijinja(text);
         }
+    }
+
+    /// Random templates built from every construct the scanner handles: whatever minijinja
+    /// accepts, the scanner alone must find every root minijinja finds.
+    #[test]
+    fn scanner_covers_minijinja_on_generated_templates() {
+        struct Gen(u64);
+        impl Gen {
+            fn pick<'p>(&mut self, items: &[&'p str]) -> &'p str {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                items[(self.0 % items.len() as u64) as usize]
+            }
+            fn expr(&mut self, depth: u32) -> String {
+                let name =
+                    self.pick(&["a", "b", "record", "vars", "loop", "x", "caller", "secret"]);
+                if depth == 0 {
+                    return name.to_string();
+                }
+                let (e1, e2) = (self.expr(depth - 1), self.expr(depth - 1));
+                match self.pick(&[
+                    "attr", "item", "filter", "test", "concat", "call", "lit", "list", "map", "if",
+                    "not",
+                ]) {
+                    "attr" => format!("{e1}.name"),
+                    "item" => format!("{e1}['k.j']"),
+                    "filter" => format!("{e1} | default({e2}) | upper"),
+                    "test" => format!("{e1} is not defined"),
+                    "concat" => format!("({e1} ~ {e2})"),
+                    "call" => format!("{name}({e1}, k={e2})"),
+                    "lit" => "'{{ a }}.b'".to_string(),
+                    "list" => format!("[{e1}, 1, {e2}]"),
+                    "map" => format!("{{'a': {e1}, {e2}: 2}}"),
+                    "if" => format!("{e1} if {e2} else 3"),
+                    _ => format!("not {e1}"),
+                }
+            }
+        }
+        let mut generator = Gen(0x2545_f491_4f6c_dd1d);
+        let env = compile_environment();
+        let mut checked = 0;
+        for _ in 0..3000 {
+            let mut text = String::new();
+            for _ in 0..6 {
+                let e = generator.expr(2);
+                let n = generator.pick(&["a", "b", "x", "c"]);
+                let segment = match generator.pick(&[
+                    "emit", "set", "for", "endfor", "if", "else", "endif", "macro", "endmacro",
+                    "with", "endwith", "text", "comment", "raw", "setblock", "endset",
+                ]) {
+                    "emit" => format!("{{{{ {e} }}}}"),
+                    "set" => format!("{{% set {n} = {e} %}}"),
+                    "for" => format!("{{% for {n}, y in {e} if {n} %}}"),
+                    "if" => format!("{{%- if {e} -%}}"),
+                    "macro" => format!("{{% macro m({n}, z={e}) %}}"),
+                    "with" => format!("{{% with {n} = {e} %}}"),
+                    "text" => "text { } %".to_string(),
+                    "comment" => format!("{{# {{{{ {e} }}}} #}}"),
+                    "raw" => format!("{{% raw %}}{{{{ {e} }}}}{{% endraw %}}"),
+                    "setblock" => format!("{{% set {n} | trim %}}"),
+                    end => format!("{{% {end} %}}"),
+                };
+                text.push_str(&segment);
+            }
+            if env.template_from_str(&text).is_ok() {
+                assert_scanner_covers_minijinja(&text);
+                checked += 1;
+            }
+        }
+        assert!(
+            checked > 100,
+            "only {checked} generated templates were valid"
+        );
     }
 
     #[test]

@@ -374,6 +374,28 @@ mod tests {
     }
 
     #[test]
+    fn sets_can_be_shared_between_workers() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<TemplateSet>();
+        assert_send_sync::<RenderError>();
+    }
+
+    #[test]
+    fn renders_the_design_callback_body() {
+        let mut set = TemplateSet::with_secrets(Arc::new(|_: &str| Some("k".to_string())));
+        let body = r#"{"workflow": "{{ workflow.name }}", "status": "{{ operation.status }}", "succeeded": {{ operation.succeeded }}, "ok": {{ operation.ok }}}"#;
+        set.add("callback.body", body).unwrap();
+        let ctx = crate::template::value_from_json(&serde_json::json!({
+            "workflow": {"name": "territory-restructure"},
+            "operation": {"status": "succeeded", "succeeded": 12, "ok": true},
+        }));
+        assert_eq!(
+            set.render("callback.body", &ctx).unwrap(),
+            r#"{"workflow": "territory-restructure", "status": "succeeded", "succeeded": 12, "ok": true}"#
+        );
+    }
+
+    #[test]
     fn rendering_is_cheap() {
         let set = set_with(
             "k",
