@@ -56,6 +56,17 @@ pub fn is_guid(value: &str) -> bool {
     checker::is_guid(value)
 }
 
+/// The GUID in the form the local org stores it: lower-case, without braces.
+pub fn normalize_guid(value: &str) -> Option<String> {
+    is_guid(value).then(|| {
+        value
+            .trim()
+            .trim_start_matches('{')
+            .trim_end_matches('}')
+            .to_ascii_lowercase()
+    })
+}
+
 /// An ISO date or date-time, as FetchXML condition values accept it.
 pub fn is_date(value: &str) -> bool {
     checker::is_date(value)

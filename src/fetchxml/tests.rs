@@ -1051,3 +1051,27 @@ fn parse_and_check_are_fast() {
         start.elapsed()
     );
 }
+
+#[test]
+fn guid_and_date_forms() {
+    use crate::fetchxml::{is_date, is_guid, normalize_guid};
+    assert!(is_guid("{5E000000-0000-4000-8000-000000000002}"));
+    assert!(is_guid("5e000000-0000-4000-8000-000000000002"));
+    assert!(!is_guid("{5e000000-0000-4000-8000-000000000002"));
+    assert!(!is_guid("5e000000000040008000000000000002"));
+    assert_eq!(
+        normalize_guid(" {5E000000-0000-4000-8000-00000000000A} ").as_deref(),
+        Some("5e000000-0000-4000-8000-00000000000a")
+    );
+    for date in [
+        "2023-03-15",
+        "2023-03-15T10:00:00Z",
+        "2023-03-15T10:00:00+01:00",
+        "2023-03-15T10:00",
+    ] {
+        assert!(is_date(date), "{date}");
+    }
+    for date in ["2023-02-30", "15/03/2023", "yesterday", ""] {
+        assert!(!is_date(date), "{date}");
+    }
+}

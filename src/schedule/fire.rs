@@ -124,8 +124,6 @@ pub struct FiresAfter<'a> {
     after: DateTime<Utc>,
     /// The next wall-clock time to consider, inclusive; `None` once the walk is over.
     cursor: Option<NaiveDateTime>,
-    /// The walk stops after this date: 401 years on, past a whole Gregorian cycle.
-    horizon: NaiveDate,
     second_pass: VecDeque<DateTime<Utc>>,
     ready: VecDeque<DateTime<Utc>>,
     last: Option<DateTime<Utc>>,
@@ -144,14 +142,10 @@ impl<'a> FiresAfter<'a> {
             }
             _ => Some(wall),
         });
-        let horizon = wall
-            .and_then(|wall| wall.date().checked_add_months(Months::new(401 * 12)))
-            .unwrap_or(NaiveDate::MAX);
         FiresAfter {
             schedule,
             after,
             cursor: if schedule.never_fires() { None } else { start },
-            horizon,
             second_pass: VecDeque::new(),
             ready: VecDeque::new(),
             last: None,
@@ -184,9 +178,10 @@ impl<'a> FiresAfter<'a> {
                         self.ready.push_back(instant);
                     }
                     // Every other time in the gap resolves the same way: continue after it.
-                    let wall_after_gap = wall_clock(tz, instant);
-                    if self.cursor < wall_after_gap {
-                        self.cursor = wall_after_gap;
+                    if let (Some(cursor), Some(wall_after_gap)) =
+                        (self.cursor, wall_clock(tz, instant))
+                    {
+                        self.cursor = Some(cursor.max(wall_after_gap));
                     }
                 }
             }
@@ -230,7 +225,7 @@ impl Iterator for FiresAfter<'_> {
                 self.release_second_pass(None);
                 continue;
             };
-            match next_wall(&self.schedule.cron, cursor, self.horizon) {
+            match next_wall(&self.schedule.cron, cursor) {
                 Some(wall) => {
                     self.cursor = wall.checked_add_signed(TimeDelta::seconds(1));
                     self.resolve(wall);
@@ -247,9 +242,13 @@ fn wall_clock(tz: Tz, instant: DateTime<Utc>) -> Option<NaiveDateTime> {
     instant.naive_utc().checked_add_offset(offset)
 }
 
-/// The first matching wall-clock time at or after `from`, up to the end of `horizon`.
-fn next_wall(cron: &CronSpec, from: NaiveDateTime, horizon: NaiveDate) -> Option<NaiveDateTime> {
+/// The first matching wall-clock time at or after `from`. A schedule that fires at all has a
+/// matching date in every 400-year Gregorian cycle, so the walk gives up 401 years on.
+fn next_wall(cron: &CronSpec, from: NaiveDateTime) -> Option<NaiveDateTime> {
     let mut date = from.date();
+    let horizon = date
+        .checked_add_months(Months::new(401 * 12))
+        .unwrap_or(NaiveDate::MAX);
     let mut time = from.time();
     while date <= horizon {
         let later_days = cron.days_in(date.year(), date.month()) & (u32::MAX << date.day());

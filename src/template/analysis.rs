@@ -1111,32 +1111,45 @@ mod tests {
                 }
             }
         }
-        let mut generator = Gen(0x2545_f491_4f6c_dd1d);
-        let env = compile_environment();
-        let mut checked = 0;
-        for _ in 0..3000 {
+        fn body(generator: &mut Gen, depth: u32) -> String {
             let mut text = String::new();
-            for _ in 0..6 {
+            for _ in 0..3 {
                 let e = generator.expr(2);
                 let n = generator.pick(&["a", "b", "x", "c"]);
+                let inner = if depth == 0 {
+                    format!("{{{{ {n} }}}}")
+                } else {
+                    body(generator, depth - 1)
+                };
                 let segment = match generator.pick(&[
-                    "emit", "set", "for", "endfor", "if", "else", "endif", "macro", "endmacro",
-                    "with", "endwith", "text", "comment", "raw", "setblock", "endset",
+                    "emit", "set", "for", "if", "macro", "with", "text", "comment", "raw",
+                    "setblock", "call",
                 ]) {
                     "emit" => format!("{{{{ {e} }}}}"),
                     "set" => format!("{{% set {n} = {e} %}}"),
-                    "for" => format!("{{% for {n}, y in {e} if {n} %}}"),
-                    "if" => format!("{{%- if {e} -%}}"),
-                    "macro" => format!("{{% macro m({n}, z={e}) %}}"),
-                    "with" => format!("{{% with {n} = {e} %}}"),
+                    "for" => format!(
+                        "{{% for {n}, y in {e} if {n} %}}{inner}{{% else %}}{inner}{{% endfor %}}"
+                    ),
+                    "if" => format!(
+                        "{{%- if {e} -%}}{inner}{{% elif {n} %}}{inner}{{% else %}}{inner}{{% endif %}}"
+                    ),
+                    "macro" => format!("{{% macro m({n}, z={e}) %}}{inner}{{% endmacro %}}"),
+                    "with" => format!("{{% with {n} = {e} %}}{inner}{{% endwith %}}"),
                     "text" => "text { } %".to_string(),
                     "comment" => format!("{{# {{{{ {e} }}}} #}}"),
                     "raw" => format!("{{% raw %}}{{{{ {e} }}}}{{% endraw %}}"),
-                    "setblock" => format!("{{% set {n} | trim %}}"),
-                    end => format!("{{% {end} %}}"),
+                    "setblock" => format!("{{% set {n} | trim %}}{inner}{{% endset %}}"),
+                    _ => format!("{{% call({n}) m({e}) %}}{inner}{{% endcall %}}"),
                 };
                 text.push_str(&segment);
             }
+            text
+        }
+        let mut generator = Gen(0x2545_f491_4f6c_dd1d);
+        let env = compile_environment();
+        let mut checked = 0;
+        for _ in 0..500 {
+            let text = body(&mut generator, 2);
             if env.template_from_str(&text).is_ok() {
                 assert_scanner_covers_minijinja(&text);
                 checked += 1;
