@@ -69,7 +69,10 @@ impl Config {
     }
 
     pub fn connection_names(&self) -> Vec<String> {
-        self.connections.iter().map(|(name, _)| name.clone()).collect()
+        self.connections
+            .iter()
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 }
 
@@ -100,7 +103,7 @@ pub fn load_config(explicit: Option<&Path>) -> Result<(Config, Vec<Diagnostic>),
         .to_path_buf();
     let source = match crate::load::read_source(&path) {
         Ok(source) => source,
-        Err(diagnostic) => return Ok((Config::defaults(&base), vec![diagnostic])),
+        Err(unreadable) => return Ok((Config::defaults(&base), vec![unreadable.diagnostic])),
     };
     match crate::load::parse_yaml::<RawConfig>(&source) {
         Ok(raw) => {
@@ -111,13 +114,17 @@ pub fn load_config(explicit: Option<&Path>) -> Result<(Config, Vec<Diagnostic>),
         Err(diagnostic) => {
             let mut config = Config::defaults(&base);
             config.path = Some(path);
-            Ok((config, vec![diagnostic]))
+            Ok((config, vec![*diagnostic]))
         }
     }
 }
 
 /// Checks a parsed config file; paths are resolved against `base`.
-pub fn compile_config(source: &SourceFile, raw: &RawConfig, base: &Path) -> (Config, Vec<Diagnostic>) {
+pub fn compile_config(
+    source: &SourceFile,
+    raw: &RawConfig,
+    base: &Path,
+) -> (Config, Vec<Diagnostic>) {
     let mut diagnostics = Vec::new();
     let mut config = Config::defaults(base);
     let mut report = |node_offset: usize, node_len: usize, path: &str, problem: Problem| {
@@ -134,8 +141,13 @@ pub fn compile_config(source: &SourceFile, raw: &RawConfig, base: &Path) -> (Con
                 offset,
                 len,
                 "state",
-                Problem::error("unsupported-state-store", 0, 0, "PostgreSQL state stores are not supported yet")
-                    .with_help("use a SQLite path such as .fetchflow/state.db"),
+                Problem::error(
+                    "unsupported-state-store",
+                    0,
+                    0,
+                    "PostgreSQL state stores are not supported yet",
+                )
+                .with_help("use a SQLite path such as .fetchflow/state.db"),
             );
         }
         config.state = base.join(&state.value);
@@ -164,17 +176,27 @@ pub fn compile_config(source: &SourceFile, raw: &RawConfig, base: &Path) -> (Con
                         len,
                         &format!("{path}.dataverse.url"),
                         Problem::error("invalid-url", 0, 0, format!("`{url}` is not an https URL"))
-                            .with_help("write the environment URL, e.g. https://contoso.crm.dynamics.com"),
+                            .with_help(
+                                "write the environment URL, e.g. https://contoso.crm.dynamics.com",
+                            ),
                     );
                 }
-                for (field, value) in [("tenant", &settings.tenant), ("client_id", &settings.client_id)] {
+                for (field, value) in [
+                    ("tenant", &settings.tenant),
+                    ("client_id", &settings.client_id),
+                ] {
                     if !is_guid(&value.value) {
                         let (offset, len) = at(value);
                         report(
                             offset,
                             len,
                             &format!("{path}.dataverse.{field}"),
-                            Problem::error("invalid-guid", 0, 0, format!("`{field}` must be a GUID")),
+                            Problem::error(
+                                "invalid-guid",
+                                0,
+                                0,
+                                format!("`{field}` must be a GUID"),
+                            ),
                         );
                     }
                 }
@@ -187,9 +209,15 @@ pub fn compile_config(source: &SourceFile, raw: &RawConfig, base: &Path) -> (Con
                         Problem::warning("literal-secret", 0, 0, "the client secret is written in the file")
                             .with_help("read it from the environment: \"{{ secret('DATAVERSE_CLIENT_SECRET') }}\""),
                     );
-                } else if let Err(problem) = crate::template::analyze(&settings.client_secret.value) {
+                } else if let Err(problem) = crate::template::analyze(&settings.client_secret.value)
+                {
                     let (offset, _) = at(&settings.client_secret);
-                    report(offset + problem.offset, problem.len, &format!("{path}.dataverse.client_secret"), problem);
+                    report(
+                        offset + problem.offset,
+                        problem.len,
+                        &format!("{path}.dataverse.client_secret"),
+                        problem,
+                    );
                 }
                 config.connections.push((
                     name.clone(),
@@ -198,10 +226,10 @@ pub fn compile_config(source: &SourceFile, raw: &RawConfig, base: &Path) -> (Con
                         tenant: settings.tenant.value.clone(),
                         client_id: settings.client_id.value.clone(),
                         client_secret: settings.client_secret.value.clone(),
-                        authority: settings
-                            .authority
-                            .as_ref()
-                            .map_or_else(|| "https://login.microsoftonline.com".to_string(), |a| a.value.clone()),
+                        authority: settings.authority.as_ref().map_or_else(
+                            || "https://login.microsoftonline.com".to_string(),
+                            |a| a.value.clone(),
+                        ),
                     },
                 ));
             }
@@ -211,7 +239,12 @@ pub fn compile_config(source: &SourceFile, raw: &RawConfig, base: &Path) -> (Con
                     offset,
                     0,
                     &path,
-                    Problem::error("invalid-connection", 0, 0, format!("connection `{name}` needs exactly one of `local` or `dataverse`")),
+                    Problem::error(
+                        "invalid-connection",
+                        0,
+                        0,
+                        format!("connection `{name}` needs exactly one of `local` or `dataverse`"),
+                    ),
                 );
             }
         }
@@ -224,8 +257,13 @@ pub fn compile_config(source: &SourceFile, raw: &RawConfig, base: &Path) -> (Con
                     offset,
                     len,
                     "server.listen",
-                    Problem::error("invalid-listen", 0, 0, format!("`{}` is not an address and port", listen.value))
-                        .with_help("write e.g. 127.0.0.1:8080"),
+                    Problem::error(
+                        "invalid-listen",
+                        0,
+                        0,
+                        format!("`{}` is not an address and port", listen.value),
+                    )
+                    .with_help("write e.g. 127.0.0.1:8080"),
                 );
             }
             config.server.listen = listen.value.clone();

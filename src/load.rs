@@ -82,58 +82,67 @@ pub fn is_yaml_file(path: &Path) -> bool {
     )
 }
 
+/// A file that could not be used as text: the diagnostic, and as much of the text as could
+/// be read (lossily decoded), so the diagnostic can still be shown in context.
+#[derive(Debug)]
+pub struct Unreadable {
+    pub diagnostic: Diagnostic,
+    pub source: SourceFile,
+}
+
+impl Unreadable {
+    fn new(diagnostic: Diagnostic, path: &Path, text: String) -> Box<Self> {
+        Box::new(Unreadable {
+            diagnostic,
+            source: SourceFile::new(path, text),
+        })
+    }
+}
+
 /// Reads a file as UTF-8 text, refusing oversized files, invalid UTF-8 and NUL bytes with a
 /// diagnostic that says where.
-pub fn read_source(path: &Path) -> Result<SourceFile, Diagnostic> {
+pub fn read_source(path: &Path) -> Result<SourceFile, Box<Unreadable>> {
     let name = path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|error| {
-        Diagnostic::whole_file(
-            &name,
-            Problem::error(
-                "file-unreadable",
-                0,
-                0,
-                format!("cannot read file: {error}"),
-            ),
-        )
-    })?;
+    let unreadable = |error: std::io::Error| {
+        let problem = Problem::error(
+            "file-unreadable",
+            0,
+            0,
+            format!("cannot read file: {error}"),
+        );
+        Unreadable::new(Diagnostic::whole_file(&name, problem), path, String::new())
+    };
+    let file = std::fs::File::open(path).map_err(unreadable)?;
     let mut bytes = Vec::new();
     file.take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(|error| {
-            Diagnostic::whole_file(
-                &name,
-                Problem::error(
-                    "file-unreadable",
-                    0,
-                    0,
-                    format!("cannot read file: {error}"),
-                ),
-            )
-        })?;
+        .map_err(unreadable)?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(Diagnostic::whole_file(
-            &name,
-            Problem::error(
-                "file-too-large",
-                0,
-                0,
-                format!("file is larger than {} KiB", MAX_FILE_BYTES / 1024),
-            )
-            .with_help("a workflow file is a few KiB; split the file or remove generated content"),
+        let problem = Problem::error(
+            "file-too-large",
+            0,
+            0,
+            format!("file is larger than {} KiB", MAX_FILE_BYTES / 1024),
+        )
+        .with_help("a workflow file is a few KiB; split the file or remove generated content");
+        return Err(Unreadable::new(
+            Diagnostic::whole_file(&name, problem),
+            path,
+            String::new(),
         ));
     }
     source_from_bytes(path, bytes)
 }
 
-/// Turns raw bytes into a `SourceFile`, with located errors for invalid UTF-8 and NUL bytes.
-pub fn source_from_bytes(path: &Path, bytes: Vec<u8>) -> Result<SourceFile, Diagnostic> {
+/// Turns raw bytes into a `SourceFile`, with located errors for invalid UTF-8 and NUL bytes
+/// (returned with the lossily decoded text).
+fn source_from_bytes(path: &Path, bytes: Vec<u8>) -> Result<SourceFile, Box<Unreadable>> {
     let text = match String::from_utf8(bytes) {
         Ok(text) => text,
         Err(error) => {
             let valid_up_to = error.utf8_error().valid_up_to();
-            let prefix = String::from_utf8_lossy(&error.as_bytes()[..valid_up_to]).into_owned();
-            let located = SourceFile::new(path, prefix);
+            let lossy = String::from_utf8_lossy(error.as_bytes()).into_owned();
+            let located = SourceFile::new(path, lossy.clone());
             let problem = Problem::error(
                 "invalid-utf8",
                 valid_up_to,
@@ -144,27 +153,32 @@ pub fn source_from_bytes(path: &Path, bytes: Vec<u8>) -> Result<SourceFile, Diag
                 ),
             )
             .with_help("save the file as UTF-8");
-            return Err(Diagnostic::at(&located, valid_up_to, 0, "", problem));
+            return Err(Unreadable::new(
+                Diagnostic::at(&located, valid_up_to, 0, "", problem),
+                path,
+                lossy,
+            ));
         }
     };
     let source = SourceFile::new(path, text);
     if let Some(offset) = source.text.find('\0') {
         let problem = Problem::error("nul-byte", offset, 1, "file contains a NUL byte")
             .with_help("workflow files are text; remove the NUL byte (is this a binary file?)");
-        return Err(Diagnostic::at(&source, offset, 1, "", problem));
+        let diagnostic = Diagnostic::at(&source, offset, 1, "", problem);
+        return Err(Unreadable::new(diagnostic, path, source.text));
     }
     Ok(source)
 }
 
 /// Parses YAML into a raw model type with fetchflow's limits: YAML 1.2 booleans, duplicate
 /// keys rejected, and a budget against alias bombs and deep nesting.
-pub fn parse_yaml<T: DeserializeOwned>(source: &SourceFile) -> Result<T, Diagnostic> {
+pub fn parse_yaml<T: DeserializeOwned>(source: &SourceFile) -> Result<T, Box<Diagnostic>> {
     let mut budget = Budget::default();
     budget.max_depth = 32;
     budget.max_nodes = 100_000;
-    budget.max_aliases = 1_000;
-    budget.max_anchors = 1_000;
-    budget.max_recorded_anchor_events = 100_000;
+    budget.max_aliases = 200;
+    budget.max_anchors = 200;
+    budget.max_recorded_anchor_events = 10_000;
     budget.max_recorded_anchor_bytes = 1024 * 1024;
     budget.max_total_scalar_bytes = 2 * 1024 * 1024;
     budget.max_documents = 1;
@@ -174,7 +188,7 @@ pub fn parse_yaml<T: DeserializeOwned>(source: &SourceFile) -> Result<T, Diagnos
         strict_booleans: true,
     };
     serde_saphyr::from_str_with_options(&source.text, options)
-        .map_err(|error| yaml_diagnostic(source, &error))
+        .map_err(|error| Box::new(yaml_diagnostic(source, &error)))
 }
 
 fn yaml_diagnostic(source: &SourceFile, error: &YamlError) -> Diagnostic {
@@ -224,8 +238,8 @@ fn yaml_diagnostic(source: &SourceFile, error: &YamlError) -> Diagnostic {
             },
         )
         .with_help("each key may appear once in a mapping; remove or merge the repeated one"),
-        YamlError::Budget { .. } => Problem::error("yaml-limit", offset, 0, message).with_help(
-            "the document exceeds fetchflow's YAML limits (nesting depth 32, 1,000 aliases, 100,000 nodes); \
+        _ if message.contains("budget breached") => Problem::error("yaml-limit", offset, 0, budget_message(&message)).with_help(
+            "the document exceeds fetchflow's YAML limits (nesting depth 32, 200 aliases, 10,000 events replayed through aliases, 100,000 nodes); \
              simplify it or remove anchors and aliases",
         ),
         YamlError::SerdeInvalidType { .. }
@@ -242,6 +256,30 @@ fn yaml_diagnostic(source: &SourceFile, error: &YamlError) -> Diagnostic {
     };
     let path = crate::load::yaml_path_at(&source.text, offset);
     Diagnostic::at(source, offset, problem.len, &path, problem)
+}
+
+/// "budget breached: RecordedAnchorEvents { .. }" → "YAML limit exceeded: recorded anchor events".
+fn budget_message(message: &str) -> String {
+    let breach = message
+        .split("budget breached:")
+        .nth(1)
+        .unwrap_or_default()
+        .trim()
+        .split([' ', '{', '('])
+        .next()
+        .unwrap_or_default();
+    let mut words = String::new();
+    for c in breach.chars() {
+        if c.is_uppercase() && !words.is_empty() {
+            words.push(' ');
+        }
+        words.extend(c.to_lowercase());
+    }
+    if words.is_empty() {
+        "YAML limit exceeded".to_string()
+    } else {
+        format!("YAML limit exceeded: {words} (an alias bomb or a document nested too deeply)")
+    }
 }
 
 fn strip_location_suffix(message: &str) -> String {

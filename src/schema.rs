@@ -1,8 +1,8 @@
 //! JSON Schemas of the workflow and config files, generated from the raw model's serde types
 //! so that the schema and the parser cannot disagree. `schemas/*.json` are these, committed.
 
-use schemars::generate::SchemaSettings;
 use schemars::JsonSchema;
+use schemars::generate::SchemaSettings;
 
 use crate::model::{RawConfig, RawWorkflow};
 

@@ -123,7 +123,7 @@ pub(crate) fn github(diagnostic: &Diagnostic) -> String {
     };
     let mut message = diagnostic.message.clone();
     if let Some(help) = &diagnostic.help {
-        message.push_str("\n");
+        message.push('\n');
         message.push_str(help);
     }
     format!(
@@ -137,7 +137,9 @@ pub(crate) fn github(diagnostic: &Diagnostic) -> String {
 }
 
 fn escape_data(text: &str) -> String {
-    text.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+    text.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }
 
 fn escape_property(text: &str) -> String {
@@ -173,7 +175,8 @@ mod tests {
             6,
             3,
             "name",
-            Problem::error("invalid-name", 0, 0, "`Bad` is not a valid workflow name").with_help("use `bad`"),
+            Problem::error("invalid-name", 0, 0, "`Bad` is not a valid workflow name")
+                .with_help("use `bad`"),
         );
         let out = human(&diagnostic, &source, false);
         assert!(out.contains("w.yaml:1:7"), "{out}");

@@ -30,7 +30,11 @@ pub struct ScheduleArgs {
 fn parse_instant(text: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(text)
         .map(|instant| instant.to_utc())
-        .map_err(|error| format!("`{text}` is not an RFC 3339 instant ({error}); write e.g. 2026-03-29T00:00:00Z"))
+        .map_err(|error| {
+            format!(
+                "`{text}` is not an RFC 3339 instant ({error}); write e.g. 2026-03-29T00:00:00Z"
+            )
+        })
 }
 
 #[derive(Debug, Serialize)]
@@ -53,7 +57,7 @@ pub(crate) fn run(cli: &Cli, args: &ScheduleArgs) -> anyhow::Result<ExitCode> {
     let (config, _) = crate::config::load_config(cli.config.as_deref())?;
     let paths = match &args.workflow {
         Some(target) if Path::new(target).is_file() => vec![PathBuf::from(target)],
-        _ => crate::load::workflow_paths(&[config.workflows.clone()])?,
+        _ => crate::load::workflow_paths(std::slice::from_ref(&config.workflows))?,
     };
     let catalogue = super::catalogue();
     let connection_names = config.connection_names();
@@ -67,7 +71,10 @@ pub(crate) fn run(cli: &Cli, args: &ScheduleArgs) -> anyhow::Result<ExitCode> {
         .filter(|outcome| match &args.workflow {
             None => true,
             Some(target) if Path::new(target).is_file() => true,
-            Some(target) => outcome.name.as_ref().is_some_and(|(name, _, _)| name == target),
+            Some(target) => outcome
+                .name
+                .as_ref()
+                .is_some_and(|(name, _, _)| name == target),
         })
         .collect();
     if let Some(target) = &args.workflow
@@ -80,7 +87,10 @@ pub(crate) fn run(cli: &Cli, args: &ScheduleArgs) -> anyhow::Result<ExitCode> {
         let hint = crate::diagnostics::did_you_mean(target, names.iter().copied())
             .map(|name| format!("; did you mean `{name}`?"))
             .unwrap_or_default();
-        anyhow::bail!("no workflow named `{target}` in {}{hint}", config.workflows.display());
+        anyhow::bail!(
+            "no workflow named `{target}` in {}{hint}",
+            config.workflows.display()
+        );
     }
 
     let from = args.from.unwrap_or_else(Utc::now);
@@ -90,7 +100,11 @@ pub(crate) fn run(cli: &Cli, args: &ScheduleArgs) -> anyhow::Result<ExitCode> {
     for outcome in &selected {
         let Some(workflow) = &outcome.workflow else {
             invalid = true;
-            for diagnostic in outcome.diagnostics.iter().filter(|d| d.severity == Severity::Error) {
+            for diagnostic in outcome
+                .diagnostics
+                .iter()
+                .filter(|d| d.severity == Severity::Error)
+            {
                 writeln!(stderr, "{}", render::plain(diagnostic))?;
             }
             continue;
@@ -105,7 +119,9 @@ pub(crate) fn run(cli: &Cli, args: &ScheduleArgs) -> anyhow::Result<ExitCode> {
                 .into_iter()
                 .map(|fire| FireView {
                     utc: fire.utc.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    local: fire.local.to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+                    local: fire
+                        .local
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
                 })
                 .collect();
             all.push(TriggerFires {

@@ -51,9 +51,16 @@ pub(crate) fn run(cli: &Cli, args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     for outcome in &outcomes {
         let mut diagnostics: Vec<&Diagnostic> = outcome.diagnostics.iter().collect();
         diagnostics.sort_by_key(|diagnostic| (diagnostic.line, diagnostic.column));
-        reports.extend(diagnostics.into_iter().map(|diagnostic| (diagnostic, Some(&outcome.source))));
+        reports.extend(
+            diagnostics
+                .into_iter()
+                .map(|diagnostic| (diagnostic, Some(&outcome.source))),
+        );
     }
-    let errors = reports.iter().filter(|(d, _)| d.severity == Severity::Error).count();
+    let errors = reports
+        .iter()
+        .filter(|(d, _)| d.severity == Severity::Error)
+        .count();
     let warnings = reports.len() - errors;
 
     let mut stdout = std::io::stdout().lock();

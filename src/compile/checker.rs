@@ -52,7 +52,12 @@ impl<'a> Checker<'a> {
     /// source text from the node's start, skipping what the value does not contain
     /// (quotes, block indentation). Exact for plain, single-quoted and literal block
     /// scalars; approximate after escape sequences in double-quoted ones.
-    pub(crate) fn scalar_offset(&self, node_offset: usize, value: &str, value_offset: usize) -> usize {
+    pub(crate) fn scalar_offset(
+        &self,
+        node_offset: usize,
+        value: &str,
+        value_offset: usize,
+    ) -> usize {
         // Skipping more than this many source characters for one value character means the
         // value and the source have diverged (an escape sequence); stop there.
         const MAX_SKIP: usize = 200;
@@ -82,7 +87,10 @@ impl<'a> Checker<'a> {
         // Land on the next value character, not on indentation before it.
         if let Some(next) = value[value_offset..].chars().next() {
             let rest = &text[position..];
-            if let Some(skip) = rest.find(next).filter(|&skip| skip <= MAX_SKIP && rest[..skip].trim().is_empty()) {
+            if let Some(skip) = rest
+                .find(next)
+                .filter(|&skip| skip <= MAX_SKIP && rest[..skip].trim().is_empty())
+            {
                 position += skip;
             }
         }
@@ -107,6 +115,9 @@ mod tests {
         let value = "<fetch>\n  <entity name=\"x\"/>\n";
         let node = text.find("<fetch").unwrap();
         let wanted = value.find("<entity").unwrap();
-        assert_eq!(offset_in(text, node, value, wanted), text.find("<entity").unwrap());
+        assert_eq!(
+            offset_in(text, node, value, wanted),
+            text.find("<entity").unwrap()
+        );
     }
 }

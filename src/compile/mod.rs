@@ -64,10 +64,10 @@ pub fn compile_files(paths: &[PathBuf], context: &CompileContext<'_>) -> Vec<Fil
 pub fn compile_path(path: &Path, context: &CompileContext<'_>) -> FileOutcome {
     match crate::load::read_source(path) {
         Ok(source) => compile_source(source, context),
-        Err(diagnostic) => FileOutcome {
-            source: SourceFile::new(path, ""),
+        Err(unreadable) => FileOutcome {
+            source: unreadable.source,
             workflow: None,
-            diagnostics: vec![diagnostic],
+            diagnostics: vec![unreadable.diagnostic],
             name: None,
         },
     }
@@ -93,7 +93,7 @@ pub fn compile_source(source: SourceFile, context: &CompileContext<'_>) -> FileO
         Err(diagnostic) => FileOutcome {
             source,
             workflow: None,
-            diagnostics: vec![diagnostic],
+            diagnostics: vec![*diagnostic],
             name: None,
         },
     }
@@ -126,12 +126,21 @@ pub fn check_unique_names(outcomes: &mut [FileOutcome]) {
                 "duplicate-name",
                 offset,
                 len,
-                format!("workflow name `{name}` is also declared in {}", others.join(", ")),
+                format!(
+                    "workflow name `{name}` is also declared in {}",
+                    others.join(", ")
+                ),
             )
-            .with_help("names identify workflows in the CLI, the API and webhook URLs; rename one of them");
-            outcome
-                .diagnostics
-                .push(Diagnostic::at(&outcome.source, offset, len, "name", problem));
+            .with_help(
+                "names identify workflows in the CLI, the API and webhook URLs; rename one of them",
+            );
+            outcome.diagnostics.push(Diagnostic::at(
+                &outcome.source,
+                offset,
+                len,
+                "name",
+                problem,
+            ));
             outcome.workflow = None;
         }
     }
@@ -170,7 +179,13 @@ pub fn compile(
     let root_entity = selected
         .as_ref()
         .and_then(|selected| catalogue.entity(&selected.entity));
-    let actions = check_actions(&mut checker, &raw.actions, &record_names, root_entity, catalogue);
+    let actions = check_actions(
+        &mut checker,
+        &raw.actions,
+        &record_names,
+        root_entity,
+        catalogue,
+    );
 
     let batch = check_batch(&mut checker, raw);
     let max_failures = match &raw.max_failures {
@@ -257,7 +272,10 @@ fn check_name(checker: &mut Checker<'_>, name: &Spanned<String>) {
             Some(suggestion) => format!(
                 "use 1-63 lower-case letters, digits, `-` or `_`, starting with a letter or digit, e.g. `{suggestion}`"
             ),
-            None => "use 1-63 lower-case letters, digits, `-` or `_`, starting with a letter or digit".to_string(),
+            None => {
+                "use 1-63 lower-case letters, digits, `-` or `_`, starting with a letter or digit"
+                    .to_string()
+            }
         });
         checker.at_node(name, "name", problem);
     }
@@ -310,7 +328,10 @@ fn check_connection(
     name.clone()
 }
 
-fn check_vars(checker: &mut Checker<'_>, vars: &SpannedMap<Spanned<Value>>) -> Vec<(String, Value)> {
+fn check_vars(
+    checker: &mut Checker<'_>,
+    vars: &SpannedMap<Spanned<Value>>,
+) -> Vec<(String, Value)> {
     let mut checked = Vec::with_capacity(vars.len());
     for (key, value) in vars.iter() {
         let name = &key.value;
@@ -344,7 +365,9 @@ fn check_vars(checker: &mut Checker<'_>, vars: &SpannedMap<Spanned<Value>>) -> V
                     0,
                     format!("variable `{name}` is a mapping"),
                 )
-                .with_help("a variable default is a string, number, boolean, null or a list of them"),
+                .with_help(
+                    "a variable default is a string, number, boolean, null or a list of them",
+                ),
             );
         }
         checked.push((name.clone(), value.value.clone()));
@@ -374,12 +397,17 @@ fn check_triggers(
                         0,
                         "a trigger needs exactly one of `cron` or `webhook`",
                     )
-                    .with_help("write `- cron: \"0 2 * * *\"` or `- webhook: {}` as separate list items"),
+                    .with_help(
+                        "write `- cron: \"0 2 * * *\"` or `- webhook: {}` as separate list items",
+                    ),
                 );
             }
             (Some(cron), None) => {
                 if let Some(cron_trigger) = check_cron_trigger(checker, trigger, cron, &path) {
-                    let key = (cron.value.trim().to_string(), cron_trigger.timezone.name().to_string());
+                    let key = (
+                        cron.value.trim().to_string(),
+                        cron_trigger.timezone.name().to_string(),
+                    );
                     if expressions.contains(&key) {
                         checker.at_node(
                             cron,
@@ -393,7 +421,7 @@ fn check_triggers(
                         );
                     } else {
                         expressions.push(key);
-                        compiled.push(crate::compile::Trigger::Cron(cron_trigger));
+                        compiled.push(crate::compile::Trigger::Cron(Box::new(cron_trigger)));
                     }
                 }
             }
@@ -438,7 +466,12 @@ fn check_triggers(
                     );
                 }
                 let secret = webhook.value.secret.as_ref().map(|secret| {
-                    checker.check_template(secret, &format!("{path}.webhook.secret"), Scope::Secret, names);
+                    checker.check_template(
+                        secret,
+                        &format!("{path}.webhook.secret"),
+                        Scope::Secret,
+                        names,
+                    );
                     secret.value.clone()
                 });
                 compiled.push(crate::compile::Trigger::Webhook(WebhookTrigger { secret }));
@@ -520,15 +553,20 @@ fn check_actions(
         .collect();
         if kinds.len() != 1 {
             let message = if kinds.is_empty() {
-                "an action needs one of update, assign, set_state, create, delete or call".to_string()
+                "an action needs one of update, assign, set_state, create, delete or call"
+                    .to_string()
             } else {
-                format!("an action has exactly one kind, this one has {}", kinds.join(" and "))
+                format!(
+                    "an action has exactly one kind, this one has {}",
+                    kinds.join(" and ")
+                )
             };
             checker.at_node(
                 node,
                 &path,
-                Problem::error("invalid-action", 0, 0, message)
-                    .with_help("split it into separate list items; they run in order for each record"),
+                Problem::error("invalid-action", 0, 0, message).with_help(
+                    "split it into separate list items; they run in order for each record",
+                ),
             );
             continue;
         }
@@ -565,7 +603,14 @@ fn actions_kind(
                     .with_help("add `set: {column: value}`"),
             );
         }
-        let set = checker.check_columns(&update.value.set, &format!("{path}.set"), entity, names, catalogue, Write::Update);
+        let set = checker.check_columns(
+            &update.value.set,
+            &format!("{path}.set"),
+            entity,
+            names,
+            catalogue,
+            Write::Update,
+        );
         return Some(ActionKind::Update { set });
     }
     if let Some(assign) = &action.assign {
@@ -603,7 +648,10 @@ fn actions_kind(
                     "not-assignable",
                     0,
                     0,
-                    format!("`{}` rows have no owner, so they cannot be assigned", entity.logical_name),
+                    format!(
+                        "`{}` rows have no owner, so they cannot be assigned",
+                        entity.logical_name
+                    ),
                 ),
             );
         }
@@ -615,8 +663,19 @@ fn actions_kind(
         let path = format!("{path}.set_state");
         let state = &set_state.value.statecode;
         let status = &set_state.value.statuscode;
-        let (Ok(statecode), Ok(statuscode)) = (i32::try_from(state.value), i32::try_from(status.value)) else {
-            checker.at_node(set_state, &path, Problem::error("out-of-range", 0, 0, "statecode and statuscode are small integers"));
+        let (Ok(statecode), Ok(statuscode)) =
+            (i32::try_from(state.value), i32::try_from(status.value))
+        else {
+            checker.at_node(
+                set_state,
+                &path,
+                Problem::error(
+                    "out-of-range",
+                    0,
+                    0,
+                    "statecode and statuscode are small integers",
+                ),
+            );
             return None;
         };
         if let Some(entity) = entity {
@@ -632,7 +691,11 @@ fn actions_kind(
                     ),
                 );
             } else if entity.state(statecode).is_none() {
-                let states: Vec<String> = entity.states.iter().map(|s| format!("{} ({})", s.value, s.label)).collect();
+                let states: Vec<String> = entity
+                    .states
+                    .iter()
+                    .map(|s| format!("{} ({})", s.value, s.label))
+                    .collect();
                 checker.at_node(
                     state,
                     &format!("{path}.statecode"),
@@ -640,7 +703,10 @@ fn actions_kind(
                         "invalid-state",
                         0,
                         0,
-                        format!("`{statecode}` is not a statecode of `{}`", entity.logical_name),
+                        format!(
+                            "`{statecode}` is not a statecode of `{}`",
+                            entity.logical_name
+                        ),
                     )
                     .with_help(format!("use one of: {}", states.join(", "))),
                 );
@@ -663,8 +729,15 @@ fn actions_kind(
             checker.at_node(
                 create,
                 &path,
-                Problem::error("create-needs-entity", 0, 0, "`create` needs `entity`: the table to create rows in")
-                    .with_help("e.g. `create: {entity: task, set: {subject: \"Review {{ record.name }}\"}}`"),
+                Problem::error(
+                    "create-needs-entity",
+                    0,
+                    0,
+                    "`create` needs `entity`: the table to create rows in",
+                )
+                .with_help(
+                    "e.g. `create: {entity: task, set: {subject: \"Review {{ record.name }}\"}}`",
+                ),
             );
             return None;
         };
@@ -700,8 +773,15 @@ fn actions_kind(
     if let Some(call) = &action.call {
         let path = format!("{path}.call");
         let api = &call.value.api;
-        let valid = api.value.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-            && api.value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+        let valid = api
+            .value
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic())
+            && api
+                .value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
         if !valid {
             checker.at_node(
                 api,
@@ -712,7 +792,9 @@ fn actions_kind(
                     0,
                     format!("`{}` is not a custom API unique name", api.value),
                 )
-                .with_help("use the API's unique name, e.g. `sample_Recalculate` (letters, digits, `_`)"),
+                .with_help(
+                    "use the API's unique name, e.g. `sample_Recalculate` (letters, digits, `_`)",
+                ),
             );
         }
         let params = checker.check_params(&call.value.params, &format!("{path}.params"), names);
@@ -746,7 +828,10 @@ impl Checker<'_> {
         for (key, value) in set.iter() {
             let column = &key.value;
             let column_path = format!("{path}.{column}");
-            let template = value.value.as_str().filter(|text| !crate::template::is_literal(text));
+            let template = value
+                .value
+                .as_str()
+                .filter(|text| !crate::template::is_literal(text));
             if let Some(entity) = entity {
                 match entity.attribute(column) {
                     None => {
@@ -768,7 +853,8 @@ impl Checker<'_> {
                         };
                         if !writable {
                             let help = if matches!(column.as_str(), "statecode" | "statuscode") {
-                                "use a `set_state: {statecode: .., statuscode: ..}` action".to_string()
+                                "use a `set_state: {statecode: .., statuscode: ..}` action"
+                                    .to_string()
                             } else if column == "ownerid" {
                                 "use an `assign: {owner: ..}` action".to_string()
                             } else if *column == entity.primary_id {
@@ -792,7 +878,8 @@ impl Checker<'_> {
                                 .with_help(help),
                             );
                         } else if template.is_none()
-                            && let Err(mismatch) = values::check_literal(attribute, &value.value, catalogue)
+                            && let Err(mismatch) =
+                                values::check_literal(attribute, &value.value, catalogue)
                         {
                             let mut problem = Problem::error("value-type", 0, 0, mismatch.message);
                             problem.help = mismatch.help;
@@ -816,7 +903,12 @@ impl Checker<'_> {
                         self.at_node(
                             value,
                             &column_path,
-                            Problem::error("value-type", 0, 0, format!("`{column}` takes a single value, not a list or mapping")),
+                            Problem::error(
+                                "value-type",
+                                0,
+                                0,
+                                format!("`{column}` takes a single value, not a list or mapping"),
+                            ),
                         );
                     }
                     ValueSource::Literal(value.value.clone())
@@ -830,7 +922,12 @@ impl Checker<'_> {
         fields
     }
 
-    fn check_params(&mut self, params: &SpannedMap<Spanned<Value>>, path: &str, names: &Names<'_>) -> Vec<FieldValue> {
+    fn check_params(
+        &mut self,
+        params: &SpannedMap<Spanned<Value>>,
+        path: &str,
+        names: &Names<'_>,
+    ) -> Vec<FieldValue> {
         params
             .iter()
             .map(|(key, value)| {
@@ -887,7 +984,10 @@ fn check_batch(checker: &mut Checker<'_>, raw: &RawWorkflow) -> Batch {
                     "out-of-range",
                     0,
                     0,
-                    format!("batch.concurrency must be between 1 and 52, not {}", concurrency.value),
+                    format!(
+                        "batch.concurrency must be between 1 and 52, not {}",
+                        concurrency.value
+                    ),
                 )
                 .with_help("Dataverse allows at most 52 concurrent requests per user"),
             ),
@@ -897,7 +997,11 @@ fn check_batch(checker: &mut Checker<'_>, raw: &RawWorkflow) -> Batch {
     batch
 }
 
-fn check_callback(checker: &mut Checker<'_>, node: &Spanned<RawCallback>, names: &Names<'_>) -> Option<Callback> {
+fn check_callback(
+    checker: &mut Checker<'_>,
+    node: &Spanned<RawCallback>,
+    names: &Names<'_>,
+) -> Option<Callback> {
     let callback = &node.value;
     checker.check_template(&callback.url, "callback.url", Scope::Callback, names);
     check_callback_url(checker, &callback.url);
@@ -925,22 +1029,43 @@ fn check_callback(checker: &mut Checker<'_>, node: &Spanned<RawCallback>, names:
     let mut headers = Vec::new();
     for (key, value) in callback.headers.iter() {
         let name = &key.value;
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        {
             checker.at_node(
                 key,
                 &format!("callback.headers.{name}"),
-                Problem::error("invalid-header", 0, 0, format!("`{name}` is not a valid HTTP header name")),
+                Problem::error(
+                    "invalid-header",
+                    0,
+                    0,
+                    format!("`{name}` is not a valid HTTP header name"),
+                ),
             );
         }
-        if name.eq_ignore_ascii_case("x-fetchflow-signature") || name.eq_ignore_ascii_case("x-fetchflow-delivery") {
+        if name.eq_ignore_ascii_case("x-fetchflow-signature")
+            || name.eq_ignore_ascii_case("x-fetchflow-delivery")
+        {
             checker.at_node(
                 key,
                 &format!("callback.headers.{name}"),
-                Problem::error("invalid-header", 0, 0, format!("`{name}` is set by fetchflow itself"))
-                    .with_help("set `callback.secret` to sign deliveries"),
+                Problem::error(
+                    "invalid-header",
+                    0,
+                    0,
+                    format!("`{name}` is set by fetchflow itself"),
+                )
+                .with_help("set `callback.secret` to sign deliveries"),
             );
         }
-        checker.check_template(value, &format!("callback.headers.{name}"), Scope::Callback, names);
+        checker.check_template(
+            value,
+            &format!("callback.headers.{name}"),
+            Scope::Callback,
+            names,
+        );
         headers.push((name.clone(), value.value.clone()));
     }
     if let Some(body) = &callback.body {
@@ -950,14 +1075,25 @@ fn check_callback(checker: &mut Checker<'_>, node: &Spanned<RawCallback>, names:
         checker.check_template(secret, "callback.secret", Scope::Secret, names);
     }
     let on = match &callback.on {
-        None => vec![CallbackEvent::Succeeded, CallbackEvent::Failed, CallbackEvent::Canceled],
+        None => vec![
+            CallbackEvent::Succeeded,
+            CallbackEvent::Failed,
+            CallbackEvent::Canceled,
+        ],
         Some(list) => {
             if list.value.is_empty() {
                 checker.at_node(
                     list,
                     "callback.on",
-                    Problem::error("empty-on", 0, 0, "`callback.on` lists no endings, so the callback never runs")
-                        .with_help("list some of succeeded, failed, canceled, or remove `on` for all three"),
+                    Problem::error(
+                        "empty-on",
+                        0,
+                        0,
+                        "`callback.on` lists no endings, so the callback never runs",
+                    )
+                    .with_help(
+                        "list some of succeeded, failed, canceled, or remove `on` for all three",
+                    ),
                 );
             }
             let mut events = Vec::new();
@@ -968,7 +1104,11 @@ fn check_callback(checker: &mut Checker<'_>, node: &Spanned<RawCallback>, names:
                     RawCallbackEvent::Canceled => CallbackEvent::Canceled,
                 };
                 if events.contains(&event_value) {
-                    checker.at_node(event, "callback.on", Problem::warning("duplicate-value", 0, 0, "this ending is listed twice"));
+                    checker.at_node(
+                        event,
+                        "callback.on",
+                        Problem::warning("duplicate-value", 0, 0, "this ending is listed twice"),
+                    );
                 } else {
                     events.push(event_value);
                 }
@@ -993,7 +1133,10 @@ fn check_callback_url(checker: &mut Checker<'_>, url: &Spanned<String>) {
     let lower = literal_prefix.to_ascii_lowercase();
     let scheme_ok = lower.starts_with("https://") || lower.starts_with("http://");
     if !scheme_ok {
-        let problem = if literal_prefix.len() < text.len() && !lower.contains(':') && "https://".starts_with(&lower) {
+        let problem = if literal_prefix.len() < text.len()
+            && !lower.contains(':')
+            && "https://".starts_with(&lower)
+        {
             Problem::error(
                 "invalid-url",
                 0,
@@ -1002,14 +1145,23 @@ fn check_callback_url(checker: &mut Checker<'_>, url: &Spanned<String>) {
             )
             .with_help("write the scheme and host literally, e.g. https://hooks.example.com/{{ operation.id }}")
         } else {
-            Problem::error("invalid-url", 0, 0, format!("`{text}` is not an http or https URL"))
-                .with_help("callbacks are delivered over HTTP; write e.g. https://hooks.example.com/fetchflow")
+            Problem::error(
+                "invalid-url",
+                0,
+                0,
+                format!("`{text}` is not an http or https URL"),
+            )
+            .with_help(
+                "callbacks are delivered over HTTP; write e.g. https://hooks.example.com/fetchflow",
+            )
         };
         checker.at_node(url, "callback.url", problem);
         return;
     }
     let after_scheme = &literal_prefix[literal_prefix.find("//").map_or(0, |i| i + 2)..];
-    let host_end = after_scheme.find(['/', '?', '#']).unwrap_or(after_scheme.len());
+    let host_end = after_scheme
+        .find(['/', '?', '#'])
+        .unwrap_or(after_scheme.len());
     let host = &after_scheme[..host_end];
     if host.is_empty() && literal_prefix.len() == text.len() {
         checker.at_node(
@@ -1036,7 +1188,12 @@ fn check_sync(checker: &mut Checker<'_>, raw: &RawWorkflow) -> SyncLimits {
             checker.at_node(
                 max,
                 "sync.max_records",
-                Problem::error("out-of-range", 0, 0, format!("sync.max_records must be at least 1, not {}", max.value)),
+                Problem::error(
+                    "out-of-range",
+                    0,
+                    0,
+                    format!("sync.max_records must be at least 1, not {}", max.value),
+                ),
             );
         } else {
             limits.max_records = max.value.unsigned_abs();
@@ -1047,14 +1204,24 @@ fn check_sync(checker: &mut Checker<'_>, raw: &RawWorkflow) -> SyncLimits {
             Ok(duration) if duration.is_zero() => checker.at_node(
                 timeout,
                 "sync.timeout",
-                Problem::error("invalid-duration", 0, 0, "sync.timeout must be longer than zero"),
+                Problem::error(
+                    "invalid-duration",
+                    0,
+                    0,
+                    "sync.timeout must be longer than zero",
+                ),
             ),
             Ok(duration) => limits.timeout = duration,
             Err(message) => checker.at_node(
                 timeout,
                 "sync.timeout",
-                Problem::error("invalid-duration", 0, 0, format!("`{}` is not a duration: {message}", timeout.value))
-                    .with_help("write e.g. 30s, 2m, 1h30m"),
+                Problem::error(
+                    "invalid-duration",
+                    0,
+                    0,
+                    format!("`{}` is not a duration: {message}", timeout.value),
+                )
+                .with_help("write e.g. 30s, 2m, 1h30m"),
             ),
         }
     }

@@ -86,7 +86,11 @@ impl Rendered {
         let start = self.map(problem.offset);
         let end = self.map(problem.offset + problem.len).max(start);
         problem.offset = start.0;
-        problem.len = if start.1 { start.2 } else { end.0.saturating_sub(start.0) };
+        problem.len = if start.1 {
+            start.2
+        } else {
+            end.0.saturating_sub(start.0)
+        };
         problem
     }
 
@@ -97,14 +101,20 @@ impl Rendered {
             .partition_point(|&(rendered, ..)| rendered <= offset)
             .saturating_sub(1);
         match self.pieces.get(idx) {
-            Some(&(rendered, template, len, false)) => (template + (offset - rendered).min(len), false, 0),
+            Some(&(rendered, template, len, false)) => {
+                (template + (offset - rendered).min(len), false, 0)
+            }
             Some(&(_, template, len, true)) => (template, true, len),
             None => (offset, false, 0),
         }
     }
 }
 
-fn render_with_defaults(raw: &RawWorkflow, vars: &[(String, Value)], template: &str) -> Result<Rendered, Problem> {
+fn render_with_defaults(
+    raw: &RawWorkflow,
+    vars: &[(String, Value)],
+    template: &str,
+) -> Result<Rendered, Problem> {
     if crate::template::is_literal(template) {
         return Ok(Rendered {
             text: template.to_string(),
@@ -129,9 +139,14 @@ fn render_with_defaults(raw: &RawWorkflow, vars: &[(String, Value)], template: &
     // problems at the start of the selection.
     if template.contains("{%") || template.contains("{#") {
         set.add_xml("selection", template)?;
-        let text = set
-            .render("selection", &context)
-            .map_err(|error| Problem::error("template-render", 0, 0, format!("the selection does not render with the default vars: {error}")))?;
+        let text = set.render("selection", &context).map_err(|error| {
+            Problem::error(
+                "template-render",
+                0,
+                0,
+                format!("the selection does not render with the default vars: {error}"),
+            )
+        })?;
         return Ok(Rendered {
             pieces: vec![(0, 0, 0, true)],
             text,

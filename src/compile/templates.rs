@@ -45,7 +45,9 @@ const WORKFLOW_FIELDS: &[&str] = &["name", "version"];
 impl Scope {
     fn roots(self) -> &'static [&'static str] {
         match self {
-            Scope::Selection | Scope::Callback | Scope::Secret => &["vars", "workflow", "now", "operation"],
+            Scope::Selection | Scope::Callback | Scope::Secret => {
+                &["vars", "workflow", "now", "operation"]
+            }
             Scope::Action => &["record", "id", "vars", "workflow", "now", "operation"],
         }
     }
@@ -64,7 +66,9 @@ impl Scope {
     fn describe(self) -> &'static str {
         match self {
             Scope::Selection => "the selection is rendered once per run, before any record is read",
-            Scope::Callback | Scope::Secret => "callbacks are rendered once, when the operation ends",
+            Scope::Callback | Scope::Secret => {
+                "callbacks are rendered once, when the operation ends"
+            }
             Scope::Action => "actions are rendered once per record",
         }
     }
@@ -89,7 +93,13 @@ pub(crate) struct RecordScope {
 
 impl Checker<'_> {
     /// Checks a template scalar; returns false when it has an error.
-    pub(crate) fn check_template(&mut self, node: &Spanned<String>, path: &str, scope: Scope, names: &Names<'_>) -> bool {
+    pub(crate) fn check_template(
+        &mut self,
+        node: &Spanned<String>,
+        path: &str,
+        scope: Scope,
+        names: &Names<'_>,
+    ) -> bool {
         match crate::template::analyze(&node.value) {
             Ok(analysis) => self.check_analysis(node, path, scope, names, &analysis),
             Err(problem) => {
@@ -100,7 +110,12 @@ impl Checker<'_> {
     }
 
     /// Checks a `when:` expression.
-    pub(crate) fn check_expression(&mut self, node: &Spanned<String>, path: &str, names: &Names<'_>) -> bool {
+    pub(crate) fn check_expression(
+        &mut self,
+        node: &Spanned<String>,
+        path: &str,
+        names: &Names<'_>,
+    ) -> bool {
         match crate::template::analyze_expression(&node.value) {
             Ok(analysis) => self.check_analysis(node, path, Scope::Action, names, &analysis),
             Err(problem) => {
@@ -110,7 +125,14 @@ impl Checker<'_> {
         }
     }
 
-    fn check_analysis(&mut self, node: &Spanned<String>, path: &str, scope: Scope, names: &Names<'_>, analysis: &Analysis) -> bool {
+    fn check_analysis(
+        &mut self,
+        node: &Spanned<String>,
+        path: &str,
+        scope: Scope,
+        names: &Names<'_>,
+        analysis: &Analysis,
+    ) -> bool {
         let before = self.diagnostics.len();
         for secret in &analysis.secrets {
             if !scope.allows_secret() {
@@ -132,8 +154,13 @@ impl Checker<'_> {
                 self.in_scalar(
                     node,
                     path,
-                    Problem::error("secret-name", secret.offset, secret.len, "secret() takes the environment variable name as a string literal")
-                        .with_help("write e.g. {{ secret('CALLBACK_SECRET') }}"),
+                    Problem::error(
+                        "secret-name",
+                        secret.offset,
+                        secret.len,
+                        "secret() takes the environment variable name as a string literal",
+                    )
+                    .with_help("write e.g. {{ secret('CALLBACK_SECRET') }}"),
                 );
             }
         }
@@ -142,7 +169,9 @@ impl Checker<'_> {
                 self.in_scalar(node, path, problem);
             }
         }
-        self.diagnostics[before..].iter().all(|diagnostic| !diagnostic.is_error())
+        self.diagnostics[before..]
+            .iter()
+            .all(|diagnostic| !diagnostic.is_error())
     }
 }
 
@@ -155,10 +184,17 @@ fn check_reference(reference: &Reference, scope: Scope, names: &Names<'_>) -> Op
             if names.vars.contains(&name) {
                 return None;
             }
-            let problem = Problem::error("unknown-var", offset, len, format!("`vars.{name}` is not declared"));
+            let problem = Problem::error(
+                "unknown-var",
+                offset,
+                len,
+                format!("`vars.{name}` is not declared"),
+            );
             Some(match did_you_mean(name, names.vars.iter().copied()) {
                 Some(suggestion) => problem.with_help(format!("did you mean `vars.{suggestion}`?")),
-                None => problem.with_help(format!("declare it with a default value under `vars:`, e.g. `vars: {{{name}: ...}}`")),
+                None => problem.with_help(format!(
+                    "declare it with a default value under `vars:`, e.g. `vars: {{{name}: ...}}`"
+                )),
             })
         }
         "record" | "id" if !scope.roots().contains(&reference.root.as_str()) => Some(
@@ -168,12 +204,16 @@ fn check_reference(reference: &Reference, scope: Scope, names: &Names<'_>) -> Op
                 len,
                 format!("`{}` is not available here", reference.root),
             )
-            .with_help(format!("{}; use `vars`, `workflow`, `now` or `operation`", scope.describe())),
+            .with_help(format!(
+                "{}; use `vars`, `workflow`, `now` or `operation`",
+                scope.describe()
+            )),
         ),
         "record" => check_record_reference(first?, offset, len, names),
         "workflow" => {
             let field = first?;
-            (!WORKFLOW_FIELDS.contains(&field)).then(|| unknown_field("workflow", field, WORKFLOW_FIELDS, offset, len))
+            (!WORKFLOW_FIELDS.contains(&field))
+                .then(|| unknown_field("workflow", field, WORKFLOW_FIELDS, offset, len))
         }
         "operation" => {
             let field = first?;
@@ -191,7 +231,12 @@ fn check_reference(reference: &Reference, scope: Scope, names: &Names<'_>) -> Op
         "id" | "now" => None,
         other => {
             let roots = scope.roots();
-            let problem = Problem::error("unknown-name", offset, len, format!("`{other}` is not defined"));
+            let problem = Problem::error(
+                "unknown-name",
+                offset,
+                len,
+                format!("`{other}` is not defined"),
+            );
             Some(match did_you_mean(other, roots.iter().copied()) {
                 Some(suggestion) => problem.with_help(format!("did you mean `{suggestion}`?")),
                 None => problem.with_help(format!("names available here: {}", roots.join(", "))),
@@ -201,14 +246,24 @@ fn check_reference(reference: &Reference, scope: Scope, names: &Names<'_>) -> Op
 }
 
 fn unknown_field(root: &str, field: &str, fields: &[&str], offset: usize, len: usize) -> Problem {
-    let problem = Problem::error("unknown-name", offset, len, format!("`{root}.{field}` does not exist"));
+    let problem = Problem::error(
+        "unknown-name",
+        offset,
+        len,
+        format!("`{root}.{field}` does not exist"),
+    );
     match did_you_mean(field, fields.iter().copied()) {
         Some(suggestion) => problem.with_help(format!("did you mean `{root}.{suggestion}`?")),
         None => problem.with_help(format!("`{root}` has: {}", fields.join(", "))),
     }
 }
 
-fn check_record_reference(key: &str, offset: usize, len: usize, names: &Names<'_>) -> Option<Problem> {
+fn check_record_reference(
+    key: &str,
+    offset: usize,
+    len: usize,
+    names: &Names<'_>,
+) -> Option<Problem> {
     let scope = names.record.as_ref()?;
     let catalogue = names.catalogue;
     let selected = &scope.selected;
@@ -217,13 +272,23 @@ fn check_record_reference(key: &str, offset: usize, len: usize, names: &Names<'_
     }
     let root = catalogue.entity(&selected.root_entity)?;
     if let Some((alias, column)) = key.split_once('.') {
-        let Some((_, entity)) = scope.links.iter().find(|(link_alias, _)| link_alias == alias) else {
-            let aliases: Vec<&str> = scope.links.iter().map(|(alias, _)| alias.as_str()).collect();
+        let Some((_, entity)) = scope
+            .links
+            .iter()
+            .find(|(link_alias, _)| link_alias == alias)
+        else {
+            let aliases: Vec<&str> = scope
+                .links
+                .iter()
+                .map(|(alias, _)| alias.as_str())
+                .collect();
             let problem = Problem::error(
                 "unknown-column",
                 offset,
                 len,
-                format!("`record[\"{key}\"]`: the selection has no link-entity with alias `{alias}`"),
+                format!(
+                    "`record[\"{key}\"]`: the selection has no link-entity with alias `{alias}`"
+                ),
             );
             return Some(match did_you_mean(alias, aliases.iter().copied()) {
                 Some(suggestion) => problem.with_help(format!("did you mean `{suggestion}.{column}`?")),
@@ -235,9 +300,16 @@ fn check_record_reference(key: &str, offset: usize, len: usize, names: &Names<'_
         };
         let link_entity = catalogue.entity(entity)?;
         if link_entity.attribute(column).is_none() {
-            let problem = Problem::error("unknown-column", offset, len, format!("`{entity}` has no column `{column}`"));
+            let problem = Problem::error(
+                "unknown-column",
+                offset,
+                len,
+                format!("`{entity}` has no column `{column}`"),
+            );
             return Some(match did_you_mean(column, link_entity.attribute_names()) {
-                Some(suggestion) => problem.with_help(format!("did you mean `{alias}.{suggestion}`?")),
+                Some(suggestion) => {
+                    problem.with_help(format!("did you mean `{alias}.{suggestion}`?"))
+                }
                 None => problem,
             });
         }
@@ -267,13 +339,20 @@ fn check_record_reference(key: &str, offset: usize, len: usize, names: &Names<'_
             )),
         );
     }
-    let mut candidates: Vec<&str> = selected.columns.iter().map(|column| column.key.as_str()).collect();
+    let mut candidates: Vec<&str> = selected
+        .columns
+        .iter()
+        .map(|column| column.key.as_str())
+        .collect();
     candidates.extend(root.attribute_names());
     let problem = Problem::error(
         "unknown-column",
         offset,
         len,
-        format!("`record.{key}`: `{}` has no column `{key}`", root.logical_name),
+        format!(
+            "`record.{key}`: `{}` has no column `{key}`",
+            root.logical_name
+        ),
     );
     Some(match did_you_mean(key, candidates) {
         Some(suggestion) => problem.with_help(format!("did you mean `record.{suggestion}`?")),

@@ -113,7 +113,10 @@ pub fn check_literal(
                 ValueMismatch::new(format!(
                     "`{column}` is a choice column, but the value is {found}"
                 ))
-                .help(format!("use an option value: {}", attribute.describe_options()))
+                .help(format!(
+                    "use an option value: {}",
+                    attribute.describe_options()
+                ))
             })?;
             let known = i32::try_from(number)
                 .ok()
@@ -271,7 +274,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = compact.as_str();
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return Err(format!("expected a number at `{rest}`"));
         }
@@ -279,7 +284,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .parse()
             .map_err(|_| format!("`{}` is too large", &rest[..digits]))?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         let seconds_per_unit: Option<u64> = match unit {
             "ms" => None,

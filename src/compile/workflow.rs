@@ -48,7 +48,7 @@ impl Mode {
 
 #[derive(Debug, Clone)]
 pub enum Trigger {
-    Cron(CronTrigger),
+    Cron(Box<CronTrigger>),
     Webhook(WebhookTrigger),
 }
 

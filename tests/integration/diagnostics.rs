@@ -45,7 +45,10 @@ fn position_of(text: &str, anchor: &str) -> (usize, usize) {
         .unwrap_or_else(|| panic!("anchor {anchor:?} not in text"));
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
-    let column = before[before.rfind('\n').map_or(0, |i| i + 1)..].chars().count() + 1;
+    let column = before[before.rfind('\n').map_or(0, |i| i + 1)..]
+        .chars()
+        .count()
+        + 1;
     (line, column)
 }
 
@@ -60,7 +63,13 @@ struct Case {
     severity: Severity,
 }
 
-const fn error(name: &'static str, from: &'static str, to: &'static str, code: &'static str, at: &'static str) -> Case {
+const fn error(
+    name: &'static str,
+    from: &'static str,
+    to: &'static str,
+    code: &'static str,
+    at: &'static str,
+) -> Case {
     Case {
         name,
         from,
@@ -71,7 +80,13 @@ const fn error(name: &'static str, from: &'static str, to: &'static str, code: &
     }
 }
 
-const fn warning(name: &'static str, from: &'static str, to: &'static str, code: &'static str, at: &'static str) -> Case {
+const fn warning(
+    name: &'static str,
+    from: &'static str,
+    to: &'static str,
+    code: &'static str,
+    at: &'static str,
+) -> Case {
     Case {
         name,
         from,
@@ -82,6 +97,7 @@ const fn warning(name: &'static str, from: &'static str, to: &'static str, code:
     }
 }
 
+#[rustfmt::skip]
 const CASES: &[Case] = &[
     // YAML syntax, types, unknown and duplicate keys.
     error("tab indentation", "    timezone: Europe/London", "\ttimezone: Europe/London", "yaml-syntax", "timezone: Europe"),
@@ -114,8 +130,8 @@ const CASES: &[Case] = &[
     error("unknown entity", "name=\"account\"", "name=\"accout\"", "fetchxml-unknown-entity", "accout"),
     error("unknown column in attribute", "<attribute name=\"name\"/>", "<attribute name=\"nmae\"/>", "fetchxml-unknown-column", "nmae"),
     error("unknown element", "<attribute name=\"name\"/>", "<atribute name=\"name\"/>", "fetchxml-unknown-element", "atribute"),
-    error("top with page", "    <fetch>", "    <fetch top=\"10\" page=\"2\">", "fetchxml-top-with-paging", "page="),
-    error("between with one value", "operator=\"eq\" value=\"{{ vars.territory }}\"", "operator=\"between\" value=\"a\"", "fetchxml-value-count", "value=\"a\""),
+    error("top with page", "    <fetch>", "    <fetch top=\"10\" page=\"2\">", "fetchxml-top-with-paging", "10\""),
+    error("between with one value", "operator=\"eq\" value=\"{{ vars.territory }}\"", "operator=\"between\" value=\"a\"", "fetchxml-value-count", "a\"/>"),
     error("value of the wrong type", "attribute=\"address1_stateorprovince\" operator=\"eq\" value=\"{{ vars.territory }}\"", "attribute=\"revenue\" operator=\"eq\" value=\"lots\"", "fetchxml-invalid-condition-value", "lots"),
     error("var default of the wrong type", "attribute=\"address1_stateorprovince\" operator=\"eq\"", "attribute=\"numberofemployees\" operator=\"eq\"", "fetchxml-invalid-condition-value", "{{ vars.territory }}"),
     error("aggregate without alias", "<fetch>", "<fetch aggregate=\"true\">", "fetchxml-aggregate-alias", "attribute name=\"name\"/>"),
@@ -173,13 +189,20 @@ fn every_bad_input_is_reported_at_its_line_and_column() {
         let text = if case.from.is_empty() {
             format!("{BASE}{}", case.to)
         } else {
-            assert!(BASE.contains(case.from), "{}: edit does not apply", case.name);
+            assert!(
+                BASE.contains(case.from),
+                "{}: edit does not apply",
+                case.name
+            );
             BASE.replacen(case.from, case.to, 1)
         };
         let (line, column) = position_of(&text, case.at);
         let outcome = compile_text(&text);
         let found = outcome.diagnostics.iter().any(|d| {
-            d.code == case.code && d.line == line && d.column == column && d.severity == case.severity
+            d.code == case.code
+                && d.line == line
+                && d.column == column
+                && d.severity == case.severity
         });
         if !found {
             failures.push(format!(
@@ -195,10 +218,20 @@ fn every_bad_input_is_reported_at_its_line_and_column() {
             ));
         }
         if case.severity == Severity::Error {
-            assert!(outcome.workflow.is_none(), "{}: compiled despite an error", case.name);
+            assert!(
+                outcome.workflow.is_none(),
+                "{}: compiled despite an error",
+                case.name
+            );
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), CASES.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        CASES.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -206,11 +239,21 @@ fn all_problems_of_a_file_are_reported_in_one_pass() {
     let text = BASE
         .replacen("Europe/London", "Europe/Londn", 1)
         .replacen("operator=\"eq\"", "operator=\"gte\"", 1)
-        .replacen("{{ record.name }}", "{{ vars.nope }} {{ record.accountnumber }}", 1)
+        .replacen(
+            "{{ record.name }}",
+            "{{ vars.nope }} {{ record.accountnumber }}",
+            1,
+        )
         + "batch: {size: 5000}\n";
     let outcome = compile_text(&text);
     let codes: Vec<&str> = outcome.diagnostics.iter().map(|d| d.code).collect();
-    for code in ["timezone-unknown", "fetchxml-unknown-operator", "unknown-var", "column-not-selected", "out-of-range"] {
+    for code in [
+        "timezone-unknown",
+        "fetchxml-unknown-operator",
+        "unknown-var",
+        "column-not-selected",
+        "out-of-range",
+    ] {
         assert!(codes.contains(&code), "missing {code} in {codes:?}");
     }
 }
@@ -228,9 +271,13 @@ fn help_suggests_the_likely_name() {
     let outcome = compile_text(&BASE.replacen("{{ record.name }}", "{{ vars.teritory }}", 1));
     let help = outcome.diagnostics[0].help.as_deref().unwrap_or_default();
     assert!(help.contains("vars.territory"), "{help}");
-    let outcome = compile_text(&BASE.replacen("{{ record.name }}", "{{ record.accountnumber }}", 1));
+    let outcome =
+        compile_text(&BASE.replacen("{{ record.name }}", "{{ record.accountnumber }}", 1));
     let help = outcome.diagnostics[0].help.as_deref().unwrap_or_default();
-    assert!(help.contains("<attribute name=\"accountnumber\"/>"), "{help}");
+    assert!(
+        help.contains("<attribute name=\"accountnumber\"/>"),
+        "{help}"
+    );
 }
 
 #[test]
@@ -243,20 +290,30 @@ fn duplicate_names_across_files_name_both_files() {
         catalogue: &catalogue,
         connections: None,
     };
-    let paths = fetchflow::load::workflow_paths(&[dir.clone()]).unwrap();
+    let paths = fetchflow::load::workflow_paths(std::slice::from_ref(&dir)).unwrap();
     let outcomes = compile_files(&paths, &context);
     assert_eq!(outcomes.len(), 2);
     let a = &outcomes[0].diagnostics;
     let b = &outcomes[1].diagnostics;
-    assert_eq!((a[0].code, a[0].line, a[0].column), ("duplicate-name", 1, 7));
-    assert_eq!((b[0].code, b[0].line, b[0].column), ("duplicate-name", 2, 7));
+    assert_eq!(
+        (a[0].code, a[0].line, a[0].column),
+        ("duplicate-name", 1, 7)
+    );
+    assert_eq!(
+        (b[0].code, b[0].line, b[0].column),
+        ("duplicate-name", 2, 7)
+    );
     assert!(a[0].message.contains("b.yaml:2:7"), "{}", a[0].message);
     assert!(b[0].message.contains("a.yaml:1:7"), "{}", b[0].message);
     assert!(outcomes.iter().all(|outcome| outcome.workflow.is_none()));
 }
 
 pub(crate) fn tempdir(label: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("fetchflow-test-{label}-{}-{}", std::process::id(), unique()));
+    let dir = std::env::temp_dir().join(format!(
+        "fetchflow-test-{label}-{}-{}",
+        std::process::id(),
+        unique()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }

@@ -10,7 +10,10 @@ use fetchflow::schema::{CONFIG_SCHEMA_PATH, WORKFLOW_SCHEMA_PATH, config_schema,
 #[test]
 fn committed_schemas_match_the_rust_types() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for (path, generated) in [(WORKFLOW_SCHEMA_PATH, workflow_schema()), (CONFIG_SCHEMA_PATH, config_schema())] {
+    for (path, generated) in [
+        (WORKFLOW_SCHEMA_PATH, workflow_schema()),
+        (CONFIG_SCHEMA_PATH, config_schema()),
+    ] {
         let path = root.join(path);
         if std::env::var_os("FETCHFLOW_UPDATE_SCHEMAS").is_some() {
             std::fs::write(&path, &generated).unwrap();
@@ -47,11 +50,17 @@ fn every_example_workflow_satisfies_the_schema_and_names_it_for_editors() {
             path.display()
         );
         let instance = yaml_to_json(&text);
-        let errors: Vec<String> = validator.iter_errors(&instance).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        let errors: Vec<String> = validator
+            .iter_errors(&instance)
+            .map(|e| format!("{e} at {}", e.instance_path()))
+            .collect();
         assert!(errors.is_empty(), "{}: {errors:?}", path.display());
         count += 1;
     }
-    assert!(count >= 5, "expected at least five example workflows, found {count}");
+    assert!(
+        count >= 5,
+        "expected at least five example workflows, found {count}"
+    );
 }
 
 #[test]
@@ -59,18 +68,41 @@ fn the_schema_rejects_what_the_parser_rejects() {
     let validator = validator(&workflow_schema());
     let base = "name: x\nselect: {fetchxml: \"<fetch/>\"}\n";
     let cases = [
-        ("unknown top-level key", format!("{base}actions: [{{delete: {{}}}}]\nfoo: 1\n")),
-        ("two kinds in one action", format!("{base}actions: [{{delete: {{}}, assign: {{owner: x}}}}]\n")),
+        (
+            "unknown top-level key",
+            format!("{base}actions: [{{delete: {{}}}}]\nfoo: 1\n"),
+        ),
+        (
+            "two kinds in one action",
+            format!("{base}actions: [{{delete: {{}}, assign: {{owner: x}}}}]\n"),
+        ),
         ("no actions", format!("{base}actions: []\n")),
-        ("bad mode", format!("{base}actions: [{{delete: {{}}}}]\nmode: later\n")),
-        ("batch size over 1000", format!("{base}actions: [{{delete: {{}}}}]\nbatch: {{size: 1001}}\n")),
-        ("bad name", format!("name: Bad Name\nselect: {{fetchxml: x}}\nactions: [{{delete: {{}}}}]\n")),
-        ("trigger with nothing", format!("{base}actions: [{{delete: {{}}}}]\ntriggers: [{{timezone: UTC}}]\n")),
+        (
+            "bad mode",
+            format!("{base}actions: [{{delete: {{}}}}]\nmode: later\n"),
+        ),
+        (
+            "batch size over 1000",
+            format!("{base}actions: [{{delete: {{}}}}]\nbatch: {{size: 1001}}\n"),
+        ),
+        (
+            "bad name",
+            "name: Bad Name\nselect: {fetchxml: x}\nactions: [{delete: {}}]\n".to_string(),
+        ),
+        (
+            "trigger with nothing",
+            format!("{base}actions: [{{delete: {{}}}}]\ntriggers: [{{timezone: UTC}}]\n"),
+        ),
     ];
     for (what, text) in cases {
-        assert!(!validator.is_valid(&yaml_to_json(&text)), "schema accepted: {what}");
+        assert!(
+            !validator.is_valid(&yaml_to_json(&text)),
+            "schema accepted: {what}"
+        );
     }
-    assert!(validator.is_valid(&yaml_to_json(&format!("{base}actions: [{{delete: {{}}}}]\n"))));
+    assert!(validator.is_valid(&yaml_to_json(&format!(
+        "{base}actions: [{{delete: {{}}}}]\n"
+    ))));
 }
 
 #[test]
