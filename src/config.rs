@@ -94,13 +94,9 @@ pub fn load_config(explicit: Option<&Path>) -> Result<(Config, Vec<Diagnostic>),
         }
         Some(path) => path.to_path_buf(),
         None if Path::new(DEFAULT_CONFIG_FILE).is_file() => PathBuf::from(DEFAULT_CONFIG_FILE),
-        None => return Ok((Config::defaults(Path::new(".")), Vec::new())),
+        None => return Ok((Config::defaults(Path::new("")), Vec::new())),
     };
-    let base = path
-        .parent()
-        .filter(|parent| !parent.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
+    let base = path.parent().unwrap_or(Path::new("")).to_path_buf();
     let source = match crate::load::read_source(&path) {
         Ok(source) => source,
         Err(unreadable) => return Ok((Config::defaults(&base), vec![unreadable.diagnostic])),

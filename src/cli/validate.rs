@@ -31,7 +31,12 @@ pub(crate) fn run(cli: &Cli, args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.paths.clone()
     };
-    let paths = crate::load::workflow_paths(&inputs)?;
+    let paths = match crate::load::workflow_paths(&inputs) {
+        Ok(paths) => paths,
+        // A broken config can name a directory that does not exist: report the config.
+        Err(_) if args.paths.is_empty() && !config_diagnostics.is_empty() => Vec::new(),
+        Err(error) => return Err(error.into()),
+    };
     let catalogue = super::catalogue();
     let connection_names = config.connection_names();
     let context = CompileContext {

@@ -1,1 +1,265 @@
+//! The `fetchflow` binary from the outside: exit codes, output formats, config handling.
 
+use std::path::Path;
+use std::process::{Command, Output};
+
+use super::diagnostics::{BASE, tempdir};
+
+fn fetchflow(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fetchflow"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn project(files: &[(&str, &str)]) -> std::path::PathBuf {
+    let dir = tempdir("cli");
+    for (name, content) in files {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn the_example_workflows_validate() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let output = fetchflow(root, &["validate", "--deny-warnings"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("files valid"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
+fn human_output_points_at_the_line_with_a_caret_and_exits_1() {
+    let bad = BASE.replacen("operator=\"eq\"", "operator=\"gte\"", 1);
+    let dir = project(&[("workflows/demo.yaml", &bad)]);
+    let output = fetchflow(&dir, &["validate"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("workflows/demo.yaml:13:"), "{stderr}");
+    assert!(stderr.contains("unknown operator `gte`"), "{stderr}");
+    assert!(
+        stderr.contains("operator=\"gte\""),
+        "source line missing: {stderr}"
+    );
+    assert!(stderr.contains("use `ge`"), "{stderr}");
+    assert!(stderr.contains("1 error"), "{stderr}");
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn json_output_is_a_stable_array() {
+    let bad = BASE.replacen("Europe/London", "Europe/Londn", 1);
+    let dir = project(&[("workflows/demo.yaml", &bad)]);
+    let output = fetchflow(&dir, &["validate", "--format", "json"]);
+    assert_eq!(output.status.code(), Some(1));
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let expected = serde_json::json!([{
+        "file": "workflows/demo.yaml",
+        "line": 4,
+        "column": 15,
+        "path": "triggers[0].timezone",
+        "severity": "error",
+        "code": "timezone-unknown",
+        "message": "unknown time zone `Europe/Londn`",
+        "help": "did you mean `Europe/London`?",
+    }]);
+    assert_eq!(value, expected);
+    let stdout = text(&output.stdout);
+    let keys: Vec<&str> = stdout
+        .lines()
+        .filter_map(|line| line.trim().split('"').nth(1))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "file", "line", "column", "path", "severity", "code", "message", "help"
+        ]
+    );
+}
+
+#[test]
+fn github_output_is_workflow_commands() {
+    let bad = BASE.replacen("\"0 2 * * *\"", "\"0 0 30 2 *\"", 1);
+    let dir = project(&[("workflows/demo.yaml", &bad)]);
+    let output = fetchflow(&dir, &["validate", "--format", "github"]);
+    assert_eq!(output.status.code(), Some(0), "warnings alone pass");
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.starts_with(
+            "::warning file=workflows/demo.yaml,line=3,col=16,title=fetchflow cron-never-fires::"
+        ),
+        "{stdout}"
+    );
+    let denied = fetchflow(&dir, &["validate", "--format", "github", "--deny-warnings"]);
+    assert_eq!(denied.status.code(), Some(1));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let dir = project(&[]);
+    let missing = fetchflow(&dir, &["validate", "nope.yaml"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        text(&missing.stderr).contains("nope.yaml: no such file"),
+        "{}",
+        text(&missing.stderr)
+    );
+    assert_eq!(
+        fetchflow(&dir, &["validate", "--format", "xml"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(fetchflow(&dir, &["frobnicate"]).status.code(), Some(2));
+    assert_eq!(
+        fetchflow(&dir, &["--config", "absent.yaml", "validate"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(fetchflow(&dir, &["--help"]).status.code(), Some(0));
+}
+
+#[test]
+fn validate_takes_files_and_directories_and_checks_names_across_them() {
+    let dir = project(&[
+        ("a/one.yaml", BASE),
+        ("b/two.yml", BASE),
+        ("b/notes.txt", "not a workflow"),
+    ]);
+    let output = fetchflow(&dir, &["validate", "a", "b/two.yml", "--format", "json"]);
+    assert_eq!(output.status.code(), Some(1));
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let codes: Vec<&str> = value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["duplicate-name", "duplicate-name"]);
+    let single = fetchflow(&dir, &["validate", "a/one.yaml"]);
+    assert_eq!(single.status.code(), Some(0), "{}", text(&single.stderr));
+}
+
+#[test]
+fn the_config_file_sets_the_directory_and_the_connections() {
+    let config = "workflows: jobs\nconnections:\n  prod:\n    dataverse:\n      url: https://contoso.crm.dynamics.com\n      tenant: 00000000-0000-0000-0000-000000000000\n      client_id: 00000000-0000-0000-0000-000000000000\n      client_secret: \"{{ secret('DV_SECRET') }}\"\n";
+    let workflow = BASE.replacen("name: demo\n", "name: demo\nconnection: prod\n", 1);
+    let dir = project(&[("fetchflow.yaml", config), ("jobs/demo.yaml", &workflow)]);
+    let output = fetchflow(&dir, &["validate"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+
+    let wrong = BASE.replacen("name: demo\n", "name: demo\nconnection: prd\n", 1);
+    std::fs::write(dir.join("jobs/demo.yaml"), wrong).unwrap();
+    let output = fetchflow(&dir, &["validate"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).contains("did you mean `prod`?"),
+        "{}",
+        text(&output.stderr)
+    );
+
+    std::fs::write(
+        dir.join("fetchflow.yaml"),
+        "workflows: jobs\nconections: {}\n",
+    )
+    .unwrap();
+    let output = fetchflow(&dir, &["validate", "--format", "json"]);
+    assert_eq!(output.status.code(), Some(1));
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(value[0]["file"], "fetchflow.yaml");
+    assert_eq!(value[0]["code"], "unknown-key");
+    assert_eq!(value[0]["help"], "did you mean `connections`?");
+}
+
+#[test]
+fn schedule_lists_fires_in_utc_and_local_time_across_dst() {
+    let london = BASE.replacen("\"0 2 * * *\"", "\"30 1 * * *\"", 1);
+    let dir = project(&[("workflows/demo.yaml", &london)]);
+    let output = fetchflow(
+        &dir,
+        &[
+            "schedule",
+            "demo",
+            "--from",
+            "2026-03-28T00:00:00Z",
+            "--next",
+            "3",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let fires: Vec<(&str, &str)> = value[0]["fires"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|fire| {
+            (
+                fire["utc"].as_str().unwrap(),
+                fire["local"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    // 28 March: 01:30 GMT. 29 March: 01:30 does not exist (01:00 GMT → 02:00 BST), so it
+    // fires once at the next valid instant, 02:00 BST. 30 March: 01:30 BST.
+    assert_eq!(
+        fires,
+        [
+            ("2026-03-28T01:30:00Z", "2026-03-28T01:30:00+00:00"),
+            ("2026-03-29T01:00:00Z", "2026-03-29T02:00:00+01:00"),
+            ("2026-03-30T00:30:00Z", "2026-03-30T01:30:00+01:00"),
+        ]
+    );
+    let human = fetchflow(
+        &dir,
+        &["schedule", "--from", "2026-10-24T12:00:00Z", "--next", "2"],
+    );
+    let stdout = text(&human.stdout);
+    // 25 October: 01:30 happens twice (BST then GMT); it fires once, at the first.
+    assert!(
+        stdout.contains("2026-10-25T00:30:00Z  2026-10-25T01:30:00+01:00"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("2026-10-26T01:30:00Z  2026-10-26T01:30:00+00:00"),
+        "{stdout}"
+    );
+    let unknown = fetchflow(&dir, &["schedule", "dem"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(text(&unknown.stderr).contains("did you mean `demo`?"));
+    let bad_from = fetchflow(&dir, &["schedule", "--from", "yesterday"]);
+    assert_eq!(bad_from.status.code(), Some(2));
+}
+
+#[test]
+fn the_pre_commit_hook_runs_validate() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let hooks = std::fs::read_to_string(root.join(".pre-commit-hooks.yaml")).unwrap();
+    let hooks: serde_json::Value = serde_saphyr::from_str(&hooks).unwrap();
+    let hook = hooks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|hook| hook["id"] == "fetchflow-validate")
+        .expect("a fetchflow-validate hook");
+    assert!(
+        hook["entry"]
+            .as_str()
+            .unwrap()
+            .contains("fetchflow validate")
+    );
+}
