@@ -101,7 +101,7 @@ pub fn load_config(explicit: Option<&Path>) -> Result<(Config, Vec<Diagnostic>),
         Ok(source) => source,
         Err(unreadable) => return Ok((Config::defaults(&base), vec![unreadable.diagnostic])),
     };
-    match crate::load::parse_yaml::<RawConfig>(&source) {
+    match crate::model::parse_yaml::<RawConfig>(&source) {
         Ok(raw) => {
             let (mut config, diagnostics) = compile_config(&source, &raw, &base);
             config.path = Some(path);

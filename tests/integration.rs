@@ -5,4 +5,5 @@ mod integration {
     mod diagnostics;
     mod hostile;
     mod schema;
+    mod tidy;
 }

@@ -9,8 +9,9 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::cli::{Cli, Format, render};
-use crate::compile::{CompileContext, Trigger, compile_files};
+use crate::compile::{CompileContext, Trigger};
 use crate::diagnostics::Severity;
+use crate::load::compile_files;
 
 #[derive(Debug, Args)]
 pub struct ScheduleArgs {

@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use clap::Args;
 
 use crate::cli::{Cli, Format, render};
-use crate::compile::{CompileContext, compile_files};
+use crate::compile::CompileContext;
 use crate::diagnostics::{Diagnostic, Severity};
+use crate::load::compile_files;
 use crate::source::SourceFile;
 
 #[derive(Debug, Args)]

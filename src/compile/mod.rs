@@ -1,15 +1,13 @@
 //! `compile`: raw workflow → checked `Workflow`, reporting every problem of a file in one pass.
 //!
-//! Pure: no file, network or clock access. `compile_files` (the one entry point that reads
-//! files, through `load`) adds the checks that span files, such as duplicate names.
+//! Pure: no file, network or clock access; `load::compile_files` reads the files and calls
+//! `compile_source` for each, then `check_unique_names` for the checks that span files.
 
 mod checker;
 mod selection;
 mod templates;
 pub mod values;
 mod workflow;
-
-use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use serde_saphyr::Spanned;
@@ -50,32 +48,9 @@ pub struct FileOutcome {
     pub name: Option<(String, usize, usize)>,
 }
 
-/// Reads, parses and compiles each file, then checks names across files.
-pub fn compile_files(paths: &[PathBuf], context: &CompileContext<'_>) -> Vec<FileOutcome> {
-    let mut outcomes: Vec<FileOutcome> = paths
-        .iter()
-        .map(|path| compile_path(path, context))
-        .collect();
-    check_unique_names(&mut outcomes);
-    outcomes
-}
-
-/// Reads, parses and compiles one file (no cross-file checks).
-pub fn compile_path(path: &Path, context: &CompileContext<'_>) -> FileOutcome {
-    match crate::load::read_source(path) {
-        Ok(source) => compile_source(source, context),
-        Err(unreadable) => FileOutcome {
-            source: unreadable.source,
-            workflow: None,
-            diagnostics: vec![unreadable.diagnostic],
-            name: None,
-        },
-    }
-}
-
 /// Parses and compiles text already read.
 pub fn compile_source(source: SourceFile, context: &CompileContext<'_>) -> FileOutcome {
-    match crate::load::parse_yaml::<RawWorkflow>(&source) {
+    match crate::model::parse_yaml::<RawWorkflow>(&source) {
         Ok(raw) => {
             let name = Some((
                 raw.name.value.clone(),

@@ -4,10 +4,12 @@
 //! duplicate keys by serde-saphyr. The only way to a runnable plan is `compile`.
 
 mod config;
+mod parse;
 mod spanned_map;
 mod workflow;
 
 pub use config::{RawConfig, RawConnection, RawDataverse, RawServer};
+pub use parse::{parse_yaml, yaml_path_at};
 pub use serde_saphyr::Spanned;
 pub use spanned_map::SpannedMap;
 pub use workflow::{

@@ -2,8 +2,9 @@
 //! expected diagnostic is named by its code and by the text it must point at, so the
 //! expected line and column are where that text is in the edited file.
 
-use fetchflow::compile::{CompileContext, FileOutcome, compile_files, compile_source};
+use fetchflow::compile::{CompileContext, FileOutcome, compile_source};
 use fetchflow::diagnostics::Severity;
+use fetchflow::load::compile_files;
 use fetchflow::metadata::Catalogue;
 use fetchflow::source::SourceFile;
 

@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use fetchflow::compile::{CompileContext, compile_path};
+use fetchflow::compile::CompileContext;
+use fetchflow::load::compile_path;
 use fetchflow::metadata::Catalogue;
 
 use super::diagnostics::{BASE, compile_text, tempdir};
