@@ -75,6 +75,13 @@ fn yaml_diagnostic(source: &SourceFile, error: &YamlError) -> Diagnostic {
             },
         )
         .with_help("each key may appear once in a mapping; remove or merge the repeated one"),
+        _ if message.contains("recursion limit") => Problem::error(
+            "yaml-limit",
+            offset,
+            0,
+            "YAML limit exceeded: the document is nested too deeply",
+        )
+        .with_help("a workflow needs a handful of nesting levels; look for unclosed `[` or `{`"),
         _ if message.contains("budget breached") => Problem::error("yaml-limit", offset, 0, budget_message(&message)).with_help(
             "the document exceeds fetchflow's YAML limits (nesting depth 32, 200 aliases, 10,000 events replayed through aliases, 100,000 nodes); \
              simplify it or remove anchors and aliases",
@@ -89,7 +96,9 @@ fn yaml_diagnostic(source: &SourceFile, error: &YamlError) -> Diagnostic {
         | YamlError::ExpectedEmptyMappingForUnitStruct { .. }
         | YamlError::NonFiniteFloat { .. }
         | YamlError::QuotingRequired { .. } => Problem::error("type", offset, 0, message),
-        _ => Problem::error("yaml-syntax", offset, 0, message),
+        _ => Problem::error("yaml-syntax", offset, 0, message).with_help(
+            "this is not valid YAML here: check indentation (spaces, not tabs), quoting, and unclosed `[`, `{` or quotes on this line or above",
+        ),
     };
     let path = yaml_path_at(&source.text, offset);
     Diagnostic::at(source, offset, problem.len, &path, problem)

@@ -263,3 +263,61 @@ fn the_pre_commit_hook_runs_validate() {
             .contains("fetchflow validate")
     );
 }
+
+/// Hostile files are refused within a 128 MiB address-space limit: memory stays bounded
+/// whatever the input (an allocation past the limit would abort the process instead).
+#[test]
+fn hostile_files_are_refused_in_bounded_memory() {
+    let mut bomb = String::from("name: bomb\nvars:\n  a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for level in 1..10 {
+        let refs = vec![format!("*a{}", level - 1); 10].join(", ");
+        bomb.push_str(&format!("  a{level}: &a{level} [{refs}]\n"));
+    }
+    bomb.push_str("select: {fetchxml: x}\nactions: [{delete: {}}]\n");
+    let big = format!(
+        "name: big\n{}",
+        format!("# {}\n", "x".repeat(80)).repeat(130_000)
+    );
+    let deep = format!("name: deep\nvars:\n  x: {}\n", "[".repeat(100_000));
+    let laughs = BASE.replacen(
+        "    <fetch>",
+        "    <!DOCTYPE fetch [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;&a;&a;&a;&a;\">]>\n    <fetch>",
+        1,
+    );
+    let dir = project(&[
+        ("bomb.yaml", &bomb),
+        ("big.yaml", &big),
+        ("deep.yaml", &deep),
+        ("laughs.yaml", &laughs),
+    ]);
+    for (file, code) in [
+        ("bomb.yaml", "yaml-limit"),
+        ("big.yaml", "file-too-large"),
+        ("deep.yaml", "yaml-limit"),
+        ("laughs.yaml", "fetchxml-dtd"),
+    ] {
+        let output = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "ulimit -v 131072 && exec '{}' validate {file} --format json",
+                env!("CARGO_BIN_EXE_fetchflow")
+            ))
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{file}: {}",
+            text(&output.stderr)
+        );
+        let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let codes: Vec<&str> = value
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["code"].as_str().unwrap())
+            .collect();
+        assert!(codes.contains(&code), "{file}: {codes:?}");
+    }
+}
