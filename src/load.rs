@@ -4,7 +4,9 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::compile::{CompileContext, FileOutcome, check_unique_names, compile_source};
+use crate::compile::{
+    CompileContext, DeclaredName, FileOutcome, check_unique_names, compile_source,
+};
 use crate::diagnostics::{Diagnostic, Problem};
 use crate::source::SourceFile;
 
@@ -168,14 +170,64 @@ fn source_from_bytes(path: &Path, bytes: Vec<u8>) -> Result<SourceFile, Box<Unre
     Ok(source)
 }
 
-/// Reads, parses and compiles each file, then checks names across files.
+/// Reads, parses and compiles each file, then checks names across them and against the
+/// other workflow files of their directories (so that validating only the changed files, as a
+/// pre-commit hook does, still catches a name taken by an unchanged file).
 pub fn compile_files(paths: &[PathBuf], context: &CompileContext<'_>) -> Vec<FileOutcome> {
     let mut outcomes: Vec<FileOutcome> = paths
         .iter()
         .map(|path| compile_path(path, context))
         .collect();
-    check_unique_names(&mut outcomes);
+    check_unique_names(&mut outcomes, &sibling_names(paths));
     outcomes
+}
+
+/// Names declared by the YAML files that sit directly beside `paths` but are not among them.
+/// Files that do not parse far enough to have a name are skipped: they are not being checked.
+fn sibling_names(paths: &[PathBuf]) -> Vec<DeclaredName> {
+    #[derive(serde::Deserialize)]
+    struct NameOnly {
+        name: serde_saphyr::Spanned<String>,
+    }
+    let mut dirs: Vec<&Path> = paths.iter().filter_map(|path| path.parent()).collect();
+    dirs.sort();
+    dirs.dedup();
+    let mut declared = Vec::new();
+    for dir in dirs {
+        let listing = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        let Ok(entries) = std::fs::read_dir(listing) else {
+            continue;
+        };
+        let mut siblings: Vec<PathBuf> = entries
+            .flatten()
+            .map(|entry| dir.join(entry.file_name()))
+            .filter(|path| is_yaml_file(path) && path.is_file() && !paths.contains(path))
+            .filter(|path| {
+                !path
+                    .file_name()
+                    .is_some_and(|name| name.to_string_lossy().starts_with('.'))
+            })
+            .collect();
+        siblings.sort();
+        for path in siblings {
+            let Ok(source) = read_source(&path) else {
+                continue;
+            };
+            if let Ok(parsed) = crate::model::parse_yaml::<NameOnly>(&source) {
+                let offset = crate::model::offset_of(&parsed.name);
+                let (line, column) = source.line_column(offset);
+                declared.push(DeclaredName {
+                    name: parsed.name.value,
+                    location: format!("{}:{line}:{column}", source.display_name()),
+                });
+            }
+        }
+    }
+    declared
 }
 
 /// Reads, parses and compiles one file (no cross-file checks).

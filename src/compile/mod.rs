@@ -74,50 +74,60 @@ pub fn compile_source(source: SourceFile, context: &CompileContext<'_>) -> FileO
     }
 }
 
-/// Two files declaring one name: both get an error naming the other.
-pub fn check_unique_names(outcomes: &mut [FileOutcome]) {
-    let mut seen: std::collections::HashMap<String, Vec<usize>> = std::collections::HashMap::new();
+/// A workflow name declared in a file that is not being compiled (a sibling of a file given
+/// on the command line), as `file:line:column`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeclaredName {
+    pub name: String,
+    pub location: String,
+}
+
+/// Two files declaring one name: each compiled file gets an error naming the others, whether
+/// they were compiled too or only declared in `elsewhere`.
+pub fn check_unique_names(outcomes: &mut [FileOutcome], elsewhere: &[DeclaredName]) {
+    let mut declarations: Vec<(String, String, Option<usize>)> = elsewhere
+        .iter()
+        .map(|declared| (declared.name.clone(), declared.location.clone(), None))
+        .collect();
     for (idx, outcome) in outcomes.iter().enumerate() {
-        if let Some((name, _, _)) = &outcome.name {
-            seen.entry(name.clone()).or_default().push(idx);
+        if let Some((name, offset, _)) = &outcome.name {
+            let (line, column) = outcome.source.line_column(*offset);
+            let location = format!("{}:{line}:{column}", outcome.source.display_name());
+            declarations.push((name.clone(), location, Some(idx)));
         }
     }
-    for indexes in seen.values().filter(|indexes| indexes.len() > 1) {
-        for &idx in indexes {
-            let others: Vec<String> = indexes
-                .iter()
-                .filter(|&&other| other != idx)
-                .map(|&other| {
-                    let (_, offset, _) = outcomes[other].name.clone().unwrap_or_default();
-                    let (line, column) = outcomes[other].source.line_column(offset);
-                    format!("{}:{line}:{column}", outcomes[other].source.display_name())
-                })
-                .collect();
-            let outcome = &mut outcomes[idx];
-            let Some((name, offset, len)) = outcome.name.clone() else {
-                continue;
-            };
-            let problem = Problem::error(
-                "duplicate-name",
-                offset,
-                len,
-                format!(
-                    "workflow name `{name}` is also declared in {}",
-                    others.join(", ")
-                ),
-            )
-            .with_help(
-                "names identify workflows in the CLI, the API and webhook URLs; rename one of them",
-            );
-            outcome.diagnostics.push(Diagnostic::at(
-                &outcome.source,
-                offset,
-                len,
-                "name",
-                problem,
-            ));
-            outcome.workflow = None;
+    for (idx, outcome) in outcomes.iter_mut().enumerate() {
+        let Some((name, offset, len)) = outcome.name.clone() else {
+            continue;
+        };
+        let others: Vec<&str> = declarations
+            .iter()
+            .filter(|(other, _, other_idx)| *other == name && *other_idx != Some(idx))
+            .map(|(_, location, _)| location.as_str())
+            .collect();
+        if others.is_empty() {
+            continue;
         }
+        let problem = Problem::error(
+            "duplicate-name",
+            offset,
+            len,
+            format!(
+                "workflow name `{name}` is also declared in {}",
+                others.join(", ")
+            ),
+        )
+        .with_help(
+            "names identify workflows in the CLI, the API and webhook URLs; rename one of them",
+        );
+        outcome.diagnostics.push(Diagnostic::at(
+            &outcome.source,
+            offset,
+            len,
+            "name",
+            problem,
+        ));
+        outcome.workflow = None;
     }
 }
 

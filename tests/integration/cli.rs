@@ -151,6 +151,17 @@ fn validate_takes_files_and_directories_and_checks_names_across_them() {
     assert_eq!(codes, ["duplicate-name", "duplicate-name"]);
     let single = fetchflow(&dir, &["validate", "a/one.yaml"]);
     assert_eq!(single.status.code(), Some(0), "{}", text(&single.stderr));
+    // A changed file is checked against the unchanged files beside it (pre-commit passes only
+    // the changed ones).
+    std::fs::write(dir.join("a/three.yaml"), BASE).unwrap();
+    let changed = fetchflow(&dir, &["validate", "a/one.yaml", "--format", "json"]);
+    assert_eq!(changed.status.code(), Some(1));
+    let value: serde_json::Value = serde_json::from_slice(&changed.stdout).unwrap();
+    assert_eq!(value[0]["file"], "a/one.yaml");
+    assert_eq!(
+        value[0]["message"],
+        "workflow name `demo` is also declared in a/three.yaml:1:7"
+    );
 }
 
 #[test]
