@@ -13,6 +13,7 @@ pub mod fetchxml;
 pub mod load;
 pub mod metadata;
 pub mod model;
+pub mod org;
 pub mod schedule;
 pub mod schema;
 pub mod source;

@@ -1,0 +1,1 @@
+//! FetchXML → SQL for the local org (placeholder).
