@@ -57,6 +57,21 @@ pub(crate) fn check_selection(
     // Even a selection with errors names its table and columns: keep checking the actions
     // against them, so one run of validate reports every problem of the file.
     let query = query?;
+    if query.aggregate || query.distinct {
+        let kind = if query.aggregate {
+            "an aggregate query returns groups"
+        } else {
+            "a distinct query returns no primary key"
+        };
+        let problem = Problem::error(
+            "selection-not-records",
+            query.span.offset,
+            query.span.len.min(7),
+            format!("{kind}, but actions need each record and its id"),
+        )
+        .with_help("remove `aggregate`/`distinct` from <fetch>; use link-entity `exists` or `any` to avoid repeated records");
+        checker.in_scalar(node, PATH, rendered.to_template(problem));
+    }
     catalogue.entity(query.root_entity())?;
     let links = query
         .links()

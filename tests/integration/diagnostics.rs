@@ -137,6 +137,8 @@ const CASES: &[Case] = &[
     error("var default of the wrong type", "attribute=\"address1_stateorprovince\" operator=\"eq\"", "attribute=\"numberofemployees\" operator=\"eq\"", "fetchxml-invalid-condition-value", "{{ vars.territory }}"),
     error("aggregate without alias", "<fetch>", "<fetch aggregate=\"true\">", "fetchxml-aggregate-alias", "attribute name=\"name\"/>"),
     error("two entities", "      </entity>\n", "      </entity>\n      <entity name=\"contact\"/>\n", "fetchxml-duplicate-element", "entity name=\"contact\""),
+    error("aggregate selection", "<fetch>", "<fetch aggregate=\"true\">", "selection-not-records", "fetch aggregate"),
+    error("distinct selection", "<fetch>", "<fetch distinct=\"true\">", "selection-not-records", "fetch distinct"),
     // Templates.
     error("unclosed template", "{{ record.name }}", "{{ record.name }", "template-syntax", "}\"\n"),
     error("undeclared var", "{{ record.name }}", "{{ vars.teritory }}", "unknown-var", "vars.teritory"),
