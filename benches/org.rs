@@ -1,0 +1,263 @@
+//! Local org benchmark (`cargo bench --bench org`): demo init of 1M accounts, a filtered
+//! 5,000-row page, paging 1M rows by cookie (linearity and peak memory), and 1,000-update batches.
+//! Prints a table and exits 1 when a target of issue 3 is missed (`-- --no-check` only reports).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use fetchflow::metadata::Catalogue;
+use fetchflow::org::local::{DemoSize, LocalOrg};
+use fetchflow::org::{PageRequest, Write};
+
+const PAGE_FETCH: &str = r#"<fetch count="5000"><entity name="account"><attribute name="name"/><attribute name="revenue"/><attribute name="address1_city"/><filter><condition attribute="statecode" operator="eq" value="0"/></filter></entity></fetch>"#;
+const ALL_FETCH: &str = r#"<fetch count="5000"><entity name="account"><attribute name="name"/><attribute name="revenue"/><attribute name="address1_city"/></entity></fetch>"#;
+
+struct Args {
+    accounts: usize,
+    check: bool,
+    page_only: Option<PathBuf>,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        accounts: 1_000_000,
+        check: true,
+        page_only: None,
+    };
+    let mut iter = std::env::args().skip(1);
+    while let Some(arg) = iter.next() {
+        match arg.as_str() {
+            "--no-check" => args.check = false,
+            "--accounts" => {
+                args.accounts = iter
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(args.accounts)
+            }
+            "--page-only" => args.page_only = iter.next().map(PathBuf::from),
+            // cargo bench passes --bench; anything else is ignored.
+            _ => {}
+        }
+    }
+    args
+}
+
+fn main() -> ExitCode {
+    let args = parse_args();
+    if let Some(path) = args.page_only {
+        return page_all(&path);
+    }
+    let dir = std::env::temp_dir().join(format!("fetchflow-org-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("org.db");
+    let mut results: Vec<(String, f64, f64, &str)> = Vec::new();
+
+    let started = Instant::now();
+    let org = LocalOrg::create(&path, Catalogue::builtin()).expect("create org");
+    let report = org
+        .populate_demo(DemoSize {
+            accounts: args.accounts,
+        })
+        .expect("demo data");
+    let init = started.elapsed();
+    eprintln!("demo data: {report:?}");
+    let scale = args.accounts as f64 / 1_000_000.0;
+    results.push((
+        format!("org init --demo {}", args.accounts),
+        secs(init),
+        60.0 * scale.max(0.01),
+        "s",
+    ));
+
+    let page_ms = median_ms(10, || {
+        let page = org
+            .query(PAGE_FETCH, &PageRequest::default())
+            .expect("page");
+        assert_eq!(page.rows.len(), 5000.min(args.accounts));
+    });
+    results.push((
+        "5,000-row page, filter on indexed statecode".to_string(),
+        page_ms,
+        50.0,
+        "ms",
+    ));
+
+    let ids: Vec<String> = org
+        .query(ALL_FETCH, &PageRequest::default())
+        .expect("ids")
+        .rows
+        .iter()
+        .filter_map(|row| {
+            row.get("accountid")
+                .and_then(|id| id.as_str())
+                .map(str::to_string)
+        })
+        .collect();
+    let mut round = 0;
+    let batch_ms = median_ms(10, || {
+        round += 1;
+        let writes: Vec<Write> = ids
+            .iter()
+            .take(1000)
+            .map(|id| Write::Update {
+                entity: "account".to_string(),
+                id: id.clone(),
+                values: serde_json::json!({"description": format!("bench round {round}")})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            })
+            .collect();
+        let results = org.write(&writes).expect("batch");
+        assert!(results.iter().all(Result::is_ok));
+    });
+    results.push(("batch of 1,000 updates".to_string(), batch_ms, 10.0, "ms"));
+    drop(org);
+
+    // Paging and its memory run in a fresh process so that the init's memory does not count.
+    let output = Command::new(std::env::current_exe().expect("exe"))
+        .arg("--page-only")
+        .arg(&path)
+        .output()
+        .expect("paging process");
+    let report = String::from_utf8_lossy(&output.stdout);
+    let field = |name: &str| -> f64 {
+        report
+            .lines()
+            .find_map(|line| line.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(f64::NAN)
+    };
+    let (first, last, total, plain, rss) = (
+        field("first_ms"),
+        field("last_ms"),
+        field("total_ms"),
+        field("plain_ms"),
+        field("peak_rss_mb"),
+    );
+    results.push((
+        "paging all rows: last page / first page".to_string(),
+        last / first,
+        2.0,
+        "x",
+    ));
+    results.push((
+        "paging all rows: total / one plain SELECT".to_string(),
+        total / plain,
+        3.0,
+        "x",
+    ));
+    results.push((
+        "peak RSS while paging all rows".to_string(),
+        rss,
+        100.0,
+        "MB",
+    ));
+    eprintln!(
+        "paging: first page {first:.1} ms, last page {last:.1} ms, all pages {total:.0} ms, plain SELECT {plain:.0} ms"
+    );
+
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut missed = false;
+    println!("{:<48} {:>12} {:>10}", "benchmark", "measured", "target");
+    for (name, value, target, unit) in &results {
+        let ok = value.is_finite() && value <= target;
+        missed |= !ok;
+        println!(
+            "{name:<48} {:>9.2} {unit:<2} {:>7.1} {unit:<2} {}",
+            value,
+            target,
+            if ok { "ok" } else { "MISSED" }
+        );
+    }
+    if missed && args.check {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Pages through every account by paging cookie, timing pages, then one plain SELECT.
+fn page_all(path: &Path) -> ExitCode {
+    let org = LocalOrg::open(path).expect("open org");
+    let started = Instant::now();
+    let mut request = PageRequest {
+        page: Some(1),
+        count: Some(5000),
+        paging_cookie: None,
+    };
+    let (mut first, mut last, mut rows) = (Duration::ZERO, Duration::ZERO, 0usize);
+    loop {
+        let page_started = Instant::now();
+        let page = org.query(ALL_FETCH, &request).expect("page");
+        let elapsed = page_started.elapsed();
+        if request.page == Some(1) {
+            first = elapsed;
+        }
+        last = elapsed;
+        rows += page.rows.len();
+        if !page.more_records {
+            break;
+        }
+        request.page = request.page.map(|page| page + 1);
+        request.paging_cookie = page.paging_cookie;
+    }
+    let total = started.elapsed();
+    drop(org);
+    let connection = rusqlite::Connection::open(path).expect("open sqlite");
+    let plain_started = Instant::now();
+    let mut statement = connection
+        .prepare(r#"SELECT "accountid", "name", "revenue", "address1_city" FROM "account""#)
+        .expect("plain select");
+    let mut plain_rows = 0usize;
+    let mut query = statement.query([]).expect("plain rows");
+    while let Ok(Some(_)) = query.next() {
+        plain_rows += 1;
+    }
+    let plain = plain_started.elapsed();
+    assert_eq!(rows, plain_rows, "paging must return every row once");
+    println!("first_ms {}", ms(first));
+    println!("last_ms {}", ms(last));
+    println!("total_ms {}", ms(total));
+    println!("plain_ms {}", ms(plain));
+    println!("peak_rss_mb {}", peak_rss_mb());
+    ExitCode::SUCCESS
+}
+
+fn median_ms(runs: usize, mut run: impl FnMut()) -> f64 {
+    let mut samples: Vec<f64> = (0..runs)
+        .map(|_| {
+            let started = Instant::now();
+            run();
+            ms(started.elapsed())
+        })
+        .collect();
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+fn secs(duration: Duration) -> f64 {
+    duration.as_secs_f64()
+}
+
+/// Peak resident set size of this process (VmHWM), in MB.
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status.lines().find_map(|line| {
+                line.strip_prefix("VmHWM:").and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                })
+            })
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
