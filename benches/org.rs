@@ -186,7 +186,9 @@ fn page_all(path: &Path) -> ExitCode {
         count: Some(5000),
         paging_cookie: None,
     };
-    let (mut first, mut last, mut rows) = (Duration::ZERO, Duration::ZERO, 0usize);
+    let mut first = Duration::ZERO;
+    let mut last;
+    let mut rows = 0usize;
     loop {
         let page_started = Instant::now();
         let page = org.query(ALL_FETCH, &request).expect("page");

@@ -2,8 +2,10 @@
 
 mod integration {
     mod cli;
+    mod conformance;
     mod diagnostics;
     mod hostile;
+    mod org_property;
     mod schema;
     mod tidy;
 }

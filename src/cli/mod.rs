@@ -2,6 +2,7 @@
 //! Commands call the library and map outcomes to exit codes: 0 success, 1 invalid input or
 //! failed work, 2 usage errors.
 
+mod org;
 mod render;
 mod schedule;
 mod validate;
@@ -28,6 +29,8 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// Show the next fire times of scheduled workflows, in UTC and in each trigger's zone.
     Schedule(schedule::ScheduleArgs),
+    /// The local org: create it (with demo data), import, export and query rows.
+    Org(org::OrgArgs),
 }
 
 /// Output formats of commands that report diagnostics or data.
@@ -51,6 +54,7 @@ pub fn run() -> ExitCode {
     let result = match &cli.command {
         Command::Validate(args) => validate::run(&cli, args),
         Command::Schedule(args) => schedule::run(&cli, args),
+        Command::Org(args) => org::run(&cli, args),
     };
     match result {
         Ok(code) => code,

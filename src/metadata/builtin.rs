@@ -15,6 +15,7 @@ pub(super) fn entities() -> Vec<EntityMeta> {
         lead(),
         systemuser(),
         team(),
+        teammembership(),
         businessunit(),
         task(),
         opportunity(),
@@ -205,6 +206,20 @@ fn team() -> EntityMeta {
     entity.add_attribute(AttributeMeta::string("name", 160));
     entity.add_attribute(AttributeMeta::lookup("businessunitid", ["businessunit"]));
     audit_columns(&mut entity, false);
+    entity
+}
+
+/// Dataverse's intersect table of team members: `eq-userteams` and `eq-useroruserteams`
+/// find the caller's teams here.
+fn teammembership() -> EntityMeta {
+    let mut entity = EntityMeta::new(
+        "teammembership",
+        "teammemberships",
+        "teammembershipid",
+        "teammembershipid",
+    );
+    entity.add_attribute(AttributeMeta::lookup("systemuserid", ["systemuser"]));
+    entity.add_attribute(AttributeMeta::lookup("teamid", ["team"]));
     entity
 }
 

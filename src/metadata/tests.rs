@@ -16,7 +16,8 @@ fn builtin_has_the_standard_tables() {
             "opportunity",
             "systemuser",
             "task",
-            "team"
+            "team",
+            "teammembership"
         ]
     );
 }

@@ -1,1 +1,0 @@
-//! FetchXML → SQL for the local org (placeholder).
