@@ -5,6 +5,7 @@ mod integration {
     mod conformance;
     mod diagnostics;
     mod hostile;
+    mod org_cli;
     mod org_property;
     mod schema;
     mod tidy;

@@ -233,17 +233,33 @@ fn open(path: &Path, explicit: bool) -> anyhow::Result<LocalOrg> {
 
 /// Opens the org of the `default` connection, creating it with 10,000 demo accounts on first
 /// use (and saying so on stderr), as DESIGN 3 promises a fresh clone.
+///
+/// The org is built in a temporary file and linked into place only when complete, so a
+/// process that opens it meanwhile (or a second process creating it at the same moment) never
+/// sees a half-filled org: the first complete one wins and the other is discarded.
 pub(crate) fn open_default_org(path: &Path) -> anyhow::Result<LocalOrg> {
     if path.exists() {
         return Ok(LocalOrg::open(path)?);
     }
-    let org = create_org(path, Catalogue::builtin(), Some(DEFAULT_DEMO_ACCOUNTS))?;
-    eprintln!(
-        "created the local org at {} with {} demo accounts",
-        path.display(),
-        thousands(DEFAULT_DEMO_ACCOUNTS)
-    );
-    Ok(org)
+    let mut building = path.as_os_str().to_owned();
+    building.push(format!(".building-{}", std::process::id()));
+    let building = PathBuf::from(building);
+    remove_org_files(&building);
+    let org = create_org(&building, Catalogue::builtin(), Some(DEFAULT_DEMO_ACCOUNTS))?;
+    // Closing the connection checkpoints the write-ahead log into the file itself.
+    drop(org);
+    let linked = std::fs::hard_link(&building, path);
+    remove_org_files(&building);
+    match linked {
+        Ok(()) => eprintln!(
+            "created the local org at {} with {} demo accounts",
+            path.display(),
+            thousands(DEFAULT_DEMO_ACCOUNTS)
+        ),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(error) => anyhow::bail!("cannot create {}: {error}", path.display()),
+    }
+    Ok(LocalOrg::open(path)?)
 }
 
 /// Creates an org file and fills it; a failure removes the half-made file.

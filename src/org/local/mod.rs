@@ -204,6 +204,12 @@ impl Org for LocalOrg {
     }
 }
 
+/// Registers the `ff_ci` collation and the `ff_like`/`ff_fold` functions on a connection, so
+/// that tools opening an org file with SQLite directly can read its tables.
+pub fn register_functions(connection: &Connection) -> rusqlite::Result<()> {
+    collation::register(connection)
+}
+
 /// `"name"` with embedded quotes doubled: every identifier in generated SQL goes through this.
 pub(crate) fn quote(identifier: &str) -> String {
     format!("\"{}\"", identifier.replace('"', "\"\""))

@@ -290,15 +290,18 @@ impl PageReader<'_> {
                 converted.insert(column.key.clone(), value);
             }
         }
-        if let Some(index) = compiled.primary_key {
-            let id = text(row.get_ref(index).map_err(sqlite)?);
-            if self.first_id.is_none() {
-                self.first_id.clone_from(&id);
-            }
-            self.last_id = id;
+        // The ids only matter for the cookie's first/last: read them on the first and the
+        // last row of the page, not on every row.
+        if let Some(index) = compiled.primary_key
+            && self.first_id.is_none()
+        {
+            self.first_id = text(row.get_ref(index).map_err(sqlite)?);
         }
         self.rows.push(converted);
         if self.rows.len() == self.size {
+            if let Some(index) = compiled.primary_key {
+                self.last_id = text(row.get_ref(index).map_err(sqlite)?);
+            }
             let n_columns = compiled.columns.len();
             self.last_keys = (0..compiled.keys.len())
                 .map(|index| row.get::<_, Value>(n_columns + index))

@@ -38,32 +38,19 @@ pub(crate) fn apply(
         caller: org.caller(),
         now: &now,
     };
+    // Every write is checked first and then runs exactly one modifying statement (UPDATE,
+    // INSERT or DELETE), which SQLite applies or rolls back as a whole without aborting the
+    // transaction: a failing record leaves nothing behind, so no savepoint per record is needed
+    // (one cost a third of the time of a 1,000-update batch).
     let mut results = Vec::with_capacity(writes.len());
     for write in writes {
-        run(&transaction, "SAVEPOINT fetchflow_write")?;
         match context.apply(write) {
-            Ok(Ok(())) => {
-                run(&transaction, "RELEASE fetchflow_write")?;
-                results.push(Ok(()));
-            }
-            Ok(Err(record_error)) => {
-                run(&transaction, "ROLLBACK TO fetchflow_write")?;
-                run(&transaction, "RELEASE fetchflow_write")?;
-                results.push(Err(record_error));
-            }
+            Ok(outcome) => results.push(outcome),
             Err(error) => return Err(sqlite(error)),
         }
     }
     transaction.commit().map_err(sqlite)?;
     Ok(results)
-}
-
-fn run(connection: &Connection, sql: &str) -> Result<(), OrgError> {
-    connection
-        .prepare_cached(sql)
-        .and_then(|mut statement| statement.execute([]))
-        .map(drop)
-        .map_err(sqlite)
 }
 
 /// A write either ran, or failed as a record (inner error), or hit a storage failure that
