@@ -1,18 +1,15 @@
 //! Unit tests of the FetchXML engine (compiler in `sql`, runner in `query`) on small in-memory
-//! orgs whose tables this file creates itself, following the storage conventions of
-//! `org::local`. Expected rows come from the documented semantics (reference fetchxml.md).
+//! orgs with the real schema; rows are inserted with plain SQL so these tests do not depend on
+//! the importer. Expected rows come from the documented semantics (reference fetchxml.md).
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use rusqlite::Connection;
 use rusqlite::types::Value;
 use serde_json::{Value as Json, json};
 
 use crate::metadata::{AttributeMeta, AttributeType, Catalogue};
-use crate::org::local::{
-    LocalOrg, collation, is_polymorphic, query, quote, sql_type, target_column,
-};
+use crate::org::local::{LocalOrg, query, quote};
 use crate::org::{OrgError, Page, PageRequest, Row};
 
 const NOW: &str = "2024-05-15T13:45:10Z";
@@ -35,92 +32,15 @@ fn catalogue() -> Catalogue {
     catalogue
 }
 
-/// The DDL of the storage conventions (`TEXT COLLATE ff_ci`, companions of polymorphic
-/// lookups), plus the indexes `schema.rs` creates on lookups, state and primary name.
-fn ddl(catalogue: &Catalogue, layout: Layout) -> String {
-    let clustered = layout == Layout::Clustered;
-    let mut sql = String::new();
-    for entity in catalogue.entities() {
-        let mut columns = Vec::new();
-        for attribute in &entity.attributes {
-            if attribute.logical_name == entity.primary_id {
-                columns.push(format!(
-                    "{} TEXT PRIMARY KEY",
-                    quote(&attribute.logical_name)
-                ));
-                continue;
-            }
-            columns.push(format!(
-                "{} {}",
-                quote(&attribute.logical_name),
-                sql_type(attribute.kind)
-            ));
-            if is_polymorphic(attribute) {
-                columns.push(format!(
-                    "{} TEXT",
-                    quote(&target_column(&attribute.logical_name))
-                ));
-            }
-        }
-        sql.push_str(&format!(
-            "CREATE TABLE {} ({}){};\n",
-            quote(&entity.logical_name),
-            columns.join(", "),
-            if clustered { " WITHOUT ROWID" } else { "" }
-        ));
-        for attribute in &entity.attributes {
-            let indexed = attribute.kind.is_lookup()
-                || attribute.logical_name == "statecode"
-                || attribute.logical_name == entity.primary_name;
-            if indexed {
-                let primary = if layout == Layout::Composite {
-                    format!(", {}", quote(&entity.primary_id))
-                } else {
-                    String::new()
-                };
-                sql.push_str(&format!(
-                    "CREATE INDEX {} ON {} ({}{primary});\n",
-                    quote(&format!(
-                        "ix_{}_{}",
-                        entity.logical_name, attribute.logical_name
-                    )),
-                    quote(&entity.logical_name),
-                    quote(&attribute.logical_name)
-                ));
-            }
-        }
-    }
-    sql
-}
-
+/// An empty org with the real schema (`schema::create`), the fixed clock and caller `id(101)`.
 fn empty_org(catalogue: Catalogue) -> LocalOrg {
-    org_with_layout(catalogue, Layout::Conventions)
-}
-
-/// Table layouts the benchmark compares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Layout {
-    /// The storage conventions: rowid tables, one-column indexes.
-    Conventions,
-    /// Rowid tables, indexes `(column, primary key)`.
-    Composite,
-    /// `WITHOUT ROWID` tables (clustered by primary key; their indexes end with it).
-    Clustered,
-}
-
-fn org_with_layout(catalogue: Catalogue, layout: Layout) -> LocalOrg {
-    let connection = Connection::open_in_memory().unwrap();
-    collation::register(&connection).unwrap();
-    connection.execute_batch(&ddl(&catalogue, layout)).unwrap();
     let now = chrono::DateTime::parse_from_rfc3339(NOW)
         .unwrap()
         .with_timezone(&chrono::Utc);
-    LocalOrg {
-        connection: Mutex::new(connection),
-        catalogue,
-        caller: Some(id(101)),
-        clock: Arc::new(move || now),
-    }
+    LocalOrg::in_memory(catalogue)
+        .unwrap()
+        .with_caller(Some(id(101)))
+        .with_clock(Arc::new(move || now))
 }
 
 fn to_sql(value: &Json) -> Value {
@@ -1254,143 +1174,4 @@ fn string_filters_on_indexed_columns_use_the_index() {
         plan.iter().any(|step| step.contains("ix_account_name")),
         "{plan:?}"
     );
-}
-
-/// Timings on 1,000,000 accounts, printed, not asserted (run with `FETCHFLOW_BENCH=1
-/// cargo test --release --lib bench_one_million -- --nocapture`; skipped otherwise).
-#[test]
-fn bench_one_million_accounts() {
-    use std::time::{Duration, Instant};
-
-    if std::env::var_os("FETCHFLOW_BENCH").is_none() {
-        return;
-    }
-    const N: u32 = 1_000_000;
-    const OWNERS: u32 = 20;
-    let layout = match std::env::var("FETCHFLOW_BENCH").as_deref() {
-        Ok("clustered") => Layout::Clustered,
-        Ok("composite") => Layout::Composite,
-        _ => Layout::Conventions,
-    };
-    println!("layout: {layout:?}");
-    let org = org_with_layout(catalogue(), layout);
-    let started = Instant::now();
-    {
-        let mut connection = org.connection();
-        let transaction = connection.transaction().unwrap();
-        {
-            let mut statement = transaction
-                .prepare(
-                    "INSERT INTO \"account\" (\"accountid\", \"name\", \"statecode\", \"statuscode\", \
-                     \"numberofemployees\", \"revenue\", \"address1_city\", \"createdon\", \"ownerid\", \"ownerid@target\") \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'systemuser')",
-                )
-                .unwrap();
-            for n in 0..N {
-                // A scrambled but deterministic id, so primary-key order is not insertion order.
-                let scrambled = n.wrapping_mul(2_654_435_761);
-                let accountid = format!("{scrambled:08x}-0000-4000-8000-{n:012x}");
-                statement
-                    .execute(rusqlite::params![
-                        accountid,
-                        format!("Account {}", scrambled % 100_000),
-                        n % 2,
-                        n % 2 + 1,
-                        n % 5000,
-                        f64::from(n % 1000) * 10.5,
-                        ["Seattle", "Paris", "Boston", "Redmond"][(n % 4) as usize],
-                        format!("2024-{:02}-{:02}T10:00:00Z", n % 12 + 1, n % 28 + 1),
-                        id(1000 + n % OWNERS),
-                    ])
-                    .unwrap();
-            }
-        }
-        transaction.commit().unwrap();
-        connection.execute_batch("ANALYZE").unwrap();
-    }
-    println!("insert {N} accounts: {:?}", started.elapsed());
-
-    let time = |label: &str, fetchxml: &str, request: &PageRequest| {
-        let mut best = Duration::MAX;
-        let mut n_rows = 0;
-        for _ in 0..3 {
-            let started = Instant::now();
-            let page = query::run(&org, fetchxml, request).unwrap();
-            best = best.min(started.elapsed());
-            n_rows = page.rows.len();
-        }
-        println!("{label}: {n_rows} rows in {best:?}");
-    };
-    let first = PageRequest::default();
-    time(
-        "page of 5000, statecode eq 0 (500,000 match)",
-        "<fetch><entity name='account'><attribute name='name'/><attribute name='revenue'/><filter><condition attribute='statecode' operator='eq' value='0'/></filter></entity></fetch>",
-        &first,
-    );
-    time(
-        "page of 5000, ownerid eq one of 20 users (50,000 match)",
-        &format!(
-            "<fetch><entity name='account'><attribute name='name'/><attribute name='revenue'/><filter><condition attribute='ownerid' operator='eq' value='{}'/></filter></entity></fetch>",
-            id(1003)
-        ),
-        &first,
-    );
-    time(
-        "page of 5000, name begins-with 'Account 12' (indexed name, ~11,000 match)",
-        "<fetch><entity name='account'><attribute name='name'/><filter><condition attribute='name' operator='begins-with' value='Account 12'/></filter></entity></fetch>",
-        &first,
-    );
-
-    for (label, fetchxml) in [
-        ("primary key order", "<fetch><entity name='account'><attribute name='name'/></entity></fetch>".to_owned()),
-        ("order by name", "<fetch><entity name='account'><attribute name='name'/><order attribute='name'/></entity></fetch>".to_owned()),
-        ("order by name descending", "<fetch><entity name='account'><attribute name='name'/><order attribute='name' descending='true'/></entity></fetch>".to_owned()),
-    ] {
-        let started = Instant::now();
-        let mut request = PageRequest {
-            page: Some(1),
-            count: Some(5000),
-            paging_cookie: None,
-        };
-        let mut timings = Vec::new();
-        let mut total = 0;
-        loop {
-            let page_started = Instant::now();
-            let page = query::run(&org, &fetchxml, &request).unwrap();
-            timings.push(page_started.elapsed());
-            total += page.rows.len();
-            if !page.more_records {
-                break;
-            }
-            request.page = request.page.map(|n| n + 1);
-            request.paging_cookie = page.paging_cookie;
-        }
-        let whole = started.elapsed();
-        assert_eq!(total, N as usize);
-        let plain_started = Instant::now();
-        {
-            let connection = org.connection();
-            let mut statement = connection
-                .prepare("SELECT \"accountid\", \"name\" FROM \"account\"")
-                .unwrap();
-            let mut rows = statement.query([]).unwrap();
-            let mut n = 0;
-            while let Some(row) = rows.next().unwrap() {
-                let _: String = row.get(0).unwrap();
-                let _: Option<String> = row.get(1).unwrap();
-                n += 1;
-            }
-            assert_eq!(n, N);
-        }
-        let plain = plain_started.elapsed();
-        let middle = timings.len() / 2;
-        println!(
-            "paging 1M by cookie, {label}: {} pages in {whole:?}; first {:?}, middle {:?}, last {:?}; plain SELECT of all rows {plain:?} (ratio {:.2})",
-            timings.len(),
-            timings[0],
-            timings[middle],
-            timings[timings.len() - 1],
-            whole.as_secs_f64() / plain.as_secs_f64()
-        );
-    }
 }
