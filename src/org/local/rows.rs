@@ -310,6 +310,11 @@ pub(crate) fn import(org: &LocalOrg, rows: &RowSet) -> Result<ImportReport, Impo
     transaction
         .commit()
         .map_err(|error| ImportError::general(sqlite(error).message))?;
+    // Refresh the planner's statistics where the import changed a table a lot, so that a large
+    // import does not leave queries planned for the empty tables. Cheap when nothing changed.
+    if let Err(error) = connection.execute_batch("PRAGMA optimize") {
+        return Err(ImportError::general(sqlite(error).message));
+    }
     Ok(report)
 }
 
