@@ -7,6 +7,7 @@ mod integration {
     mod hostile;
     mod org_cli;
     mod org_property;
+    mod plan_cli;
     mod schema;
     mod tidy;
 }

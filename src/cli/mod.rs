@@ -3,6 +3,7 @@
 //! failed work, 2 usage errors.
 
 mod org;
+mod plan;
 mod render;
 mod schedule;
 mod validate;
@@ -29,6 +30,8 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// Show the next fire times of scheduled workflows, in UTC and in each trigger's zone.
     Schedule(schedule::ScheduleArgs),
+    /// Dry run: the selection's record count and, for the first N records, each action's change.
+    Plan(plan::PlanArgs),
     /// The local org: create it (with demo data), import, export and query rows.
     Org(org::OrgArgs),
 }
@@ -55,6 +58,7 @@ pub fn run() -> ExitCode {
         Command::Validate(args) => validate::run(&cli, args),
         Command::Schedule(args) => schedule::run(&cli, args),
         Command::Org(args) => org::run(&cli, args),
+        Command::Plan(args) => plan::run(&cli, args),
     };
     match result {
         Ok(code) => code,
