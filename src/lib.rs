@@ -5,10 +5,12 @@
 //! `fetchxml`, `metadata`, `template` and `schedule` are pure building blocks used by `compile`.
 //! `cli` is the thin command-line edge. See ARCHITECTURE.md for the map and its invariants.
 
+pub mod callback;
 pub mod cli;
 pub mod compile;
 pub mod config;
 pub mod diagnostics;
+pub mod engine;
 pub mod fetchxml;
 pub mod load;
 pub mod metadata;
