@@ -19,4 +19,5 @@ pub mod org;
 pub mod schedule;
 pub mod schema;
 pub mod source;
+pub mod store;
 pub mod template;
