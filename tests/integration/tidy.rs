@@ -73,7 +73,13 @@ fn the_core_does_no_io() {
         "src/engine/render.rs",
         "src/engine/vars.rs",
         "src/engine/convert.rs",
-        "src/callback/",
+        // `callback/http.rs` is the one file of `callback` that talks to the network.
+        "src/callback/mod.rs",
+        "src/callback/hmac.rs",
+        "src/callback/payload.rs",
+        "src/callback/render.rs",
+        "src/callback/backoff.rs",
+        "src/callback/transport.rs",
     ];
     let forbidden = [
         "std::fs",
