@@ -1,13 +1,16 @@
 //! The one integration test binary: every file under tests/integration/ is a module of it.
 
 mod integration {
+    mod callback_delivery;
     mod cli;
     mod conformance;
     mod diagnostics;
     mod hostile;
+    mod ops_cli;
     mod org_cli;
     mod org_property;
     mod plan_cli;
+    mod run_cli;
     mod schema;
     mod tidy;
 }

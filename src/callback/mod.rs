@@ -1,7 +1,8 @@
 //! Callbacks (DESIGN.md 7.4): what an ended operation sends to the workflow's `callback:` URL,
-//! how it is signed, and when a failed delivery is tried again. Pure: no clock, no network, no
-//! environment; secrets come through a [`SecretSource`](crate::template::SecretSource), time and
-//! randomness are parameters, and HTTP is behind the [`Sender`] trait.
+//! how it is signed, and when a failed delivery is tried again. Pure except [`http`]: no clock,
+//! no network, no environment; secrets come through a
+//! [`SecretSource`](crate::template::SecretSource), time and randomness are parameters, and HTTP
+//! is behind the [`Sender`] trait.
 //!
 //! The flow, driven by the engine: when an operation ends and [`should_send`] says the callback
 //! wants that ending, [`render_delivery`] renders it once (with a fresh delivery id) into a
@@ -16,9 +17,12 @@
 //! - [`render`]: the templated request and its headers.
 //! - [`backoff`]: delays, attempt limit, classification of responses.
 //! - [`transport`]: the [`Sender`] seam.
+//! - [`http`]: [`HttpSender`](http::HttpSender), the reqwest `Sender`: the one file here that
+//!   does network I/O.
 
 pub mod backoff;
 pub mod hmac;
+pub mod http;
 pub mod payload;
 pub mod render;
 pub mod transport;

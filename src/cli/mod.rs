@@ -2,9 +2,11 @@
 //! Commands call the library and map outcomes to exit codes: 0 success, 1 invalid input or
 //! failed work, 2 usage errors.
 
+mod ops;
 mod org;
 mod plan;
 mod render;
+mod run;
 mod schedule;
 mod validate;
 
@@ -32,8 +34,12 @@ pub enum Command {
     Schedule(schedule::ScheduleArgs),
     /// Dry run: the selection's record count and, for the first N records, each action's change.
     Plan(plan::PlanArgs),
+    /// Run a workflow: sync inline, or as a background operation (`--wait` follows it here).
+    Run(run::RunArgs),
     /// The local org: create it (with demo data), import, export and query rows.
     Org(org::OrgArgs),
+    /// Background operations: list, show, failures, cancel, retry.
+    Ops(ops::OpsArgs),
 }
 
 /// Output formats of commands that report diagnostics or data.
@@ -59,6 +65,8 @@ pub fn run() -> ExitCode {
         Command::Schedule(args) => schedule::run(&cli, args),
         Command::Org(args) => org::run(&cli, args),
         Command::Plan(args) => plan::run(&cli, args),
+        Command::Run(args) => run::run(&cli, args),
+        Command::Ops(args) => ops::run(&cli, args),
     };
     match result {
         Ok(code) => code,

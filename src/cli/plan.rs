@@ -59,7 +59,7 @@ pub enum PlanFormat {
 }
 
 /// An input problem: printed as `error: …`, exit 1.
-struct Refusal(String);
+pub(super) struct Refusal(pub(super) String);
 
 pub(crate) fn run(cli: &Cli, args: &PlanArgs) -> anyhow::Result<ExitCode> {
     match plan(cli, args) {
@@ -72,7 +72,7 @@ pub(crate) fn run(cli: &Cli, args: &PlanArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-enum Outcome {
+pub(super) enum Outcome {
     Refused(Refusal),
     Failed(anyhow::Error),
 }
@@ -83,7 +83,7 @@ impl<E: Into<anyhow::Error>> From<E> for Outcome {
     }
 }
 
-fn refuse(message: impl Into<String>) -> Outcome {
+pub(super) fn refuse(message: impl Into<String>) -> Outcome {
     Outcome::Refused(Refusal(message.into()))
 }
 
@@ -134,7 +134,10 @@ fn plan(cli: &Cli, args: &PlanArgs) -> Result<ExitCode, Outcome> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn load_workflow(config: &crate::config::Config, target: &str) -> Result<Workflow, Outcome> {
+pub(super) fn load_workflow(
+    config: &crate::config::Config,
+    target: &str,
+) -> Result<Workflow, Outcome> {
     let is_file = Path::new(target).is_file();
     let paths = if is_file {
         vec![PathBuf::from(target)]
@@ -188,7 +191,7 @@ fn load_workflow(config: &crate::config::Config, target: &str) -> Result<Workflo
     }
 }
 
-fn open_org(config: &crate::config::Config, name: &str) -> Result<LocalOrg, Outcome> {
+pub(super) fn open_org(config: &crate::config::Config, name: &str) -> Result<LocalOrg, Outcome> {
     let connection = config
         .connections
         .iter()

@@ -1,0 +1,509 @@
+//! Tests of the executor over an in-memory local org and state store: the filtered-column
+//! trap, per-record failures and `max_failures`, cancel, and resume after a shutdown.
+
+use std::collections::HashMap;
+use std::sync::Mutex as StdMutex;
+
+use chrono::TimeZone;
+use serde_json::json;
+
+use super::*;
+use crate::compile::{CompileContext, compile_source};
+use crate::engine::clock::TestClock;
+use crate::metadata::Catalogue;
+use crate::org::local::LocalOrg;
+use crate::org::{OrgFuture, RecordError};
+use crate::source::SourceFile;
+use crate::store::{NewOperation, SqliteStateStore, Trigger};
+
+const WORKER: &str = "test-worker";
+
+fn compiled(yaml: &str) -> Workflow {
+    let catalogue = Catalogue::builtin();
+    let context = CompileContext {
+        catalogue: &catalogue,
+        connections: None,
+    };
+    let outcome = compile_source(
+        SourceFile::new(std::path::PathBuf::from("test.yaml"), yaml.to_string()),
+        &context,
+    );
+    outcome
+        .workflow
+        .unwrap_or_else(|| panic!("{:#?}", outcome.diagnostics))
+}
+
+/// An org that counts the writes each record receives.
+struct CountingOrg {
+    inner: LocalOrg,
+    writes: StdMutex<HashMap<String, u32>>,
+}
+
+impl Org for CountingOrg {
+    fn catalogue(&self) -> &Catalogue {
+        self.inner.catalogue()
+    }
+
+    fn query_page<'a>(
+        &'a self,
+        fetchxml: &'a str,
+        request: &'a PageRequest,
+    ) -> OrgFuture<'a, Page> {
+        self.inner.query_page(fetchxml, request)
+    }
+
+    fn write_batch<'a>(
+        &'a self,
+        writes: &'a [Write],
+    ) -> OrgFuture<'a, Vec<Result<(), RecordError>>> {
+        {
+            let mut counts = self.writes.lock().unwrap();
+            for write in writes {
+                *counts.entry(write.id().to_string()).or_default() += 1;
+            }
+        }
+        self.inner.write_batch(writes)
+    }
+}
+
+fn account_id(n: usize) -> String {
+    format!("a0000000-0000-4000-8000-{n:012x}")
+}
+
+fn org_with_accounts(n: usize, state: impl Fn(usize) -> &'static str) -> LocalOrg {
+    let org = LocalOrg::in_memory(Catalogue::builtin()).unwrap();
+    let accounts: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({
+                "accountid": account_id(i),
+                "name": format!("Account {i:05}"),
+                "address1_stateorprovince": state(i),
+                "numberofemployees": i,
+            })
+        })
+        .collect();
+    org.import_json(&json!({ "account": accounts }).to_string())
+        .unwrap();
+    org
+}
+
+fn count_where(org: &LocalOrg, column: &str, value: &str) -> u64 {
+    let fetchxml = format!(
+        r#"<fetch><entity name="account"><attribute name="accountid"/><filter><condition attribute="{column}" operator="eq" value="{value}"/></filter></entity></fetch>"#
+    );
+    let mut count = 0;
+    let mut request = PageRequest {
+        page: Some(1),
+        count: Some(5000),
+        paging_cookie: None,
+    };
+    loop {
+        let page = org.query(&fetchxml, &request).unwrap();
+        count += page.rows.len() as u64;
+        if !page.more_records {
+            return count;
+        }
+        request = PageRequest {
+            page: request.page.map(|page| page + 1),
+            count: Some(5000),
+            paging_cookie: page.paging_cookie,
+        };
+    }
+}
+
+struct Harness {
+    org: Arc<CountingOrg>,
+    store: Arc<SqliteStateStore>,
+    clock: Arc<TestClock>,
+    workflow: Workflow,
+    plan: Arc<ActionPlan>,
+}
+
+impl Harness {
+    fn new(yaml: &str, org: LocalOrg) -> Harness {
+        let workflow = compiled(yaml);
+        let plan = Arc::new(ActionPlan::compile(&workflow, org.catalogue()).unwrap());
+        Harness {
+            org: Arc::new(CountingOrg {
+                inner: org,
+                writes: StdMutex::new(HashMap::new()),
+            }),
+            store: Arc::new(SqliteStateStore::in_memory().unwrap()),
+            clock: Arc::new(TestClock::new(
+                chrono::Utc
+                    .with_ymd_and_hms(2026, 11, 26, 12, 0, 0)
+                    .unwrap(),
+            )),
+            workflow,
+            plan,
+        }
+    }
+
+    fn create(&self, id: &str) {
+        let now = self.clock.now();
+        self.store
+            .create_operation(
+                &NewOperation {
+                    id: id.to_string(),
+                    workflow: self.workflow.name.clone(),
+                    workflow_version: self.workflow.version.clone(),
+                    git_commit: None,
+                    connection: "default".to_string(),
+                    mode: self.workflow.mode,
+                    trigger: Trigger::Manual,
+                    vars: serde_json::Map::new(),
+                    now,
+                    retry_of: None,
+                    record_filter: None,
+                },
+                now,
+            )
+            .unwrap();
+        self.store
+            .claim(id, WORKER, now, Duration::from_secs(30))
+            .unwrap();
+    }
+
+    async fn execute(&self, id: &str, options: ExecuteOptions) -> Outcome {
+        execute(
+            self.org.clone(),
+            self.store.clone(),
+            self.clock.clone(),
+            &self.workflow,
+            self.plan.clone(),
+            id,
+            WORKER,
+            options,
+        )
+        .await
+        .unwrap()
+    }
+}
+
+fn finished(outcome: Outcome) -> Operation {
+    match outcome {
+        Outcome::Finished(operation) => *operation,
+        Outcome::Suspended { .. } => panic!("the run was suspended"),
+    }
+}
+
+const TRAP: &str = r#"
+name: trap
+select:
+  fetchxml: |
+    <fetch>
+      <entity name="account">
+        <attribute name="name"/>
+        <filter>
+          <condition attribute="address1_stateorprovince" operator="eq" value="West"/>
+        </filter>
+      </entity>
+    </fetch>
+actions:
+  - update:
+      set:
+        address1_stateorprovince: "East"
+        description: "moved {{ record.name }}"
+batch:
+  size: 100
+  concurrency: 4
+"#;
+
+/// The filtered-column trap: the update changes the very column the selection filters on.
+/// Keyset paging neither skips nor repeats a record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_update_of_the_filtered_column_changes_every_record_exactly_once() {
+    let harness = Harness::new(TRAP, org_with_accounts(20_000, |_| "West"));
+    harness.create("op-trap");
+    let operation = finished(harness.execute("op-trap", ExecuteOptions::default()).await);
+
+    assert_eq!(operation.status, OperationStatus::Succeeded);
+    assert_eq!(operation.counts.selected, Some(20_000));
+    assert_eq!(operation.counts.succeeded, 20_000);
+    assert_eq!(
+        count_where(&harness.org.inner, "address1_stateorprovince", "East"),
+        20_000
+    );
+    assert_eq!(
+        count_where(&harness.org.inner, "address1_stateorprovince", "West"),
+        0
+    );
+    let writes = harness.org.writes.lock().unwrap();
+    assert_eq!(writes.len(), 20_000);
+    assert!(
+        writes.values().all(|&n| n == 1),
+        "a record was written twice"
+    );
+}
+
+const CONVERT: &str = r#"
+name: convert
+vars:
+  bonus: "5"
+select:
+  fetchxml: |
+    <fetch>
+      <entity name="account">
+        <attribute name="name"/>
+        <attribute name="address1_stateorprovince"/>
+        <order attribute="name"/>
+      </entity>
+    </fetch>
+actions:
+  - update:
+      set:
+        numberofemployees: "{{ record.address1_stateorprovince }}"
+  - create:
+      entity: task
+      set:
+        subject: "Review {{ record.name }}"
+        regardingobjectid: "account:{{ id }}"
+batch:
+  size: 10
+  concurrency: 2
+max_failures: 3
+"#;
+
+/// Records whose value cannot convert fail on their own; later actions are not written for
+/// them; others succeed; more failures than `max_failures` fail the operation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_record_failures_are_listed_and_max_failures_is_respected() {
+    // Every 10th account has a state that is not a number.
+    let harness = Harness::new(
+        CONVERT,
+        org_with_accounts(30, |i| if i % 10 == 3 { "West" } else { "42" }),
+    );
+    harness.create("op-few");
+    let operation = finished(harness.execute("op-few", ExecuteOptions::default()).await);
+    assert_eq!(
+        operation.status,
+        OperationStatus::Succeeded,
+        "{:?}",
+        operation.error
+    );
+    assert_eq!(operation.counts.succeeded, 27);
+    assert_eq!(operation.counts.failed, 3);
+    let failures = harness.store.failures("op-few", 0, None).unwrap().failures;
+    assert_eq!(failures.len(), 3);
+    assert!(
+        failures
+            .iter()
+            .all(|f| f.action_index == 0 && f.action == "update")
+    );
+    // No task for a failed record.
+    let tasks = &harness.org.inner.export("task").unwrap()["task"];
+    assert_eq!(tasks.len(), 27);
+
+    let harness = Harness::new(
+        CONVERT,
+        org_with_accounts(5_000, |i| if i % 10 == 3 { "West" } else { "42" }),
+    );
+    harness.create("op-many");
+    let operation = finished(harness.execute("op-many", ExecuteOptions::default()).await);
+    assert_eq!(operation.status, OperationStatus::Failed);
+    assert_eq!(
+        operation.error.as_ref().map(|error| error.code.as_str()),
+        Some("MaxFailuresExceeded")
+    );
+    assert!(operation.counts.failed > 3);
+    // It stops once the batch with the 4th failure is seen: batches already started finish.
+    assert!(operation.counts.succeeded + operation.counts.failed < 5_000);
+    let failures = harness
+        .store
+        .failures("op-many", 1000, None)
+        .unwrap()
+        .failures;
+    assert_eq!(failures.len() as u64, operation.counts.failed);
+}
+
+/// Shutdown checkpoints and releases; a second execution resumes and ends with every record
+/// done exactly once (creates are idempotent on replay).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_run_resumes_from_its_checkpoint() {
+    let yaml = CONVERT.replace("max_failures: 3", "max_failures: 0");
+    let harness = Harness::new(&yaml, org_with_accounts(3_000, |_| "7"));
+    harness.create("op-resume");
+    let (stop, stopped) = watch::channel(false);
+    let stop_after = Arc::new(StdMutex::new(Some(stop)));
+    let trigger = stop_after.clone();
+    let options = ExecuteOptions {
+        page_size: 500,
+        shutdown: Some(stopped),
+        progress: Some(Arc::new(move |progress: &Progress| {
+            if progress.done >= 1_000
+                && let Some(stop) = trigger.lock().unwrap().take()
+            {
+                let _ = stop.send(true);
+            }
+        })),
+        ..ExecuteOptions::default()
+    };
+    let outcome = harness.execute("op-resume", options).await;
+    let Outcome::Suspended { counts } = outcome else {
+        panic!("expected a suspended run, got {outcome:?}");
+    };
+    assert!(
+        counts.succeeded >= 500 && counts.succeeded < 3_000,
+        "{counts:?}"
+    );
+    assert_eq!(counts.succeeded % 500, 0, "counts sit on a page boundary");
+    drop(stop_after);
+
+    harness
+        .store
+        .claim(
+            "op-resume",
+            "other",
+            harness.clock.now(),
+            Duration::from_secs(30),
+        )
+        .unwrap();
+    let operation = finished(
+        execute(
+            harness.org.clone(),
+            harness.store.clone(),
+            harness.clock.clone(),
+            &harness.workflow,
+            harness.plan.clone(),
+            "op-resume",
+            "other",
+            ExecuteOptions::default(),
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(
+        operation.status,
+        OperationStatus::Succeeded,
+        "{:?}",
+        operation.error
+    );
+    assert_eq!(operation.counts.selected, Some(3_000));
+    assert_eq!(operation.counts.succeeded, 3_000);
+    assert_eq!(
+        harness.org.inner.export("task").unwrap()["task"].len(),
+        3_000
+    );
+}
+
+/// A cancel request is seen between batches: the run ends `canceled` early.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_request_ends_the_run_between_batches() {
+    let harness = Harness::new(TRAP, org_with_accounts(5_000, |_| "West"));
+    harness.create("op-cancel");
+    let store = harness.store.clone();
+    let clock = harness.clock.clone();
+    let options = ExecuteOptions {
+        progress: Some(Arc::new(move |progress: &Progress| {
+            if progress.done == 200 {
+                store.request_cancel("op-cancel", clock.now()).unwrap();
+            }
+        })),
+        ..ExecuteOptions::default()
+    };
+    let operation = finished(harness.execute("op-cancel", options).await);
+    assert_eq!(operation.status, OperationStatus::Canceled);
+    assert!(operation.counts.succeeded < 5_000);
+}
+
+/// A sync run's timeout stops it between batches and fails it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_stops_the_run_and_fails_it() {
+    let harness = Harness::new(TRAP, org_with_accounts(5_000, |_| "West"));
+    harness.create("op-late");
+    let options = ExecuteOptions {
+        deadline: Some(Instant::now()),
+        ..ExecuteOptions::default()
+    };
+    let operation = finished(harness.execute("op-late", options).await);
+    assert_eq!(operation.status, OperationStatus::Failed);
+    assert_eq!(
+        operation.error.as_ref().map(|error| error.code.as_str()),
+        Some("SyncTimedOut")
+    );
+}
+
+/// An org that throttles the first try of every write request (a retryable error).
+struct ThrottlingOrg {
+    inner: LocalOrg,
+    calls: std::sync::atomic::AtomicU32,
+    seen: StdMutex<std::collections::HashSet<String>>,
+}
+
+impl Org for ThrottlingOrg {
+    fn catalogue(&self) -> &Catalogue {
+        self.inner.catalogue()
+    }
+
+    fn query_page<'a>(
+        &'a self,
+        fetchxml: &'a str,
+        request: &'a PageRequest,
+    ) -> OrgFuture<'a, Page> {
+        self.inner.query_page(fetchxml, request)
+    }
+
+    fn write_batch<'a>(
+        &'a self,
+        writes: &'a [Write],
+    ) -> OrgFuture<'a, Vec<Result<(), RecordError>>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let first = writes.first().map(|write| write.id().to_string());
+        if first.is_some_and(|id| self.seen.lock().unwrap().insert(id)) {
+            return Box::pin(async {
+                Err(OrgError {
+                    retryable: true,
+                    ..OrgError::new("TooManyRequests", -2147015902, "throttled")
+                })
+            });
+        }
+        self.inner.write_batch(writes)
+    }
+}
+
+/// Retryable request errors are retried with backoff; every record ends up written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retryable_write_errors_are_retried() {
+    let inner = org_with_accounts(1_000, |_| "West");
+    let harness = Harness::new(TRAP, org_with_accounts(0, |_| "West"));
+    harness.create("op-throttled");
+    let org = Arc::new(ThrottlingOrg {
+        inner,
+        calls: std::sync::atomic::AtomicU32::new(0),
+        seen: StdMutex::new(std::collections::HashSet::new()),
+    });
+    let options = ExecuteOptions {
+        retry: RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(2),
+            max_delay: Duration::from_millis(10),
+        },
+        ..ExecuteOptions::default()
+    };
+    let operation = finished(
+        execute(
+            org.clone(),
+            harness.store.clone(),
+            harness.clock.clone(),
+            &harness.workflow,
+            harness.plan.clone(),
+            "op-throttled",
+            WORKER,
+            options,
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(
+        operation.status,
+        OperationStatus::Succeeded,
+        "{:?}",
+        operation.error
+    );
+    assert_eq!(operation.counts.succeeded, 1_000);
+    assert_eq!(
+        count_where(&org.inner, "address1_stateorprovince", "East"),
+        1_000
+    );
+    assert!(org.calls.load(Ordering::SeqCst) >= 20);
+}
