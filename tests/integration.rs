@@ -2,8 +2,10 @@
 
 mod integration {
     mod callback_delivery;
+    mod callback_run;
     mod cli;
     mod conformance;
+    mod crash;
     mod diagnostics;
     mod hostile;
     mod ops_cli;

@@ -48,6 +48,7 @@ use serde_json::{Value, json};
 
 use crate::callback::location_of;
 use crate::cli::Cli;
+use crate::engine::{CallbackRendering, enqueue_callback};
 use crate::store::{
     AttemptOutcome, DeliveryLog, FailurePage, MAX_PAGE_SIZE, Mode, NewOperation, Operation,
     OperationFilter, OperationStatus, RecordFailure, SqliteStateStore, StateStore, StoreError,
@@ -198,7 +199,7 @@ pub(crate) fn run(cli: &Cli, args: &OpsArgs) -> anyhow::Result<ExitCode> {
         OpsCommand::List(args) => list(&store, args),
         OpsCommand::Show(args) => show(&store, args),
         OpsCommand::Failures(args) => failures(&store, args),
-        OpsCommand::Cancel(args) => cancel(&store, args),
+        OpsCommand::Cancel(args) => cancel(cli, &store, args),
         OpsCommand::Retry(args) => retry(&store, args),
     });
     match result {
@@ -400,11 +401,18 @@ fn failures(store: &dyn StateStore, args: &FailuresArgs) -> Result<(), Outcome> 
     print(&out)
 }
 
-fn cancel(store: &dyn StateStore, args: &ShowArgs) -> Result<(), Outcome> {
+fn cancel(cli: &Cli, store: &dyn StateStore, args: &ShowArgs) -> Result<(), Outcome> {
     let operation = resolve(store, &args.id)?;
     let before = operation.status;
-    let after = match store.request_cancel(&operation.id, Utc::now()) {
-        Ok(after) => after,
+    let now = Utc::now();
+    let after = match store.request_cancel(&operation.id, now) {
+        Ok(after) => {
+            if after.status == OperationStatus::Canceled {
+                // Canceled while waiting: no worker ends it, so its callback is stored here.
+                cancel_callback(cli, store, &after, now);
+            }
+            after
+        }
         Err(StoreError::AlreadyFinished { id, status }) => {
             return Err(Outcome::Refused(format!(
                 "operation {id} has already finished ({}); there is nothing to cancel",
@@ -434,6 +442,45 @@ fn cancel(store: &dyn StateStore, args: &ShowArgs) -> Result<(), Outcome> {
         }
     };
     print(&text)
+}
+
+/// Stores the callback of an operation canceled before it started, rendered with the secrets of
+/// this process's environment; `serve` delivers it. Problems are reported on stderr and do not
+/// undo the cancel.
+fn cancel_callback(cli: &Cli, store: &dyn StateStore, operation: &Operation, now: DateTime<Utc>) {
+    let workflow = crate::config::load_config(cli.config.as_deref())
+        .map_err(|error| error.to_string())
+        .and_then(|(config, _)| {
+            crate::cli::plan::load_workflow(&config, &operation.workflow).map_err(|outcome| {
+                match outcome {
+                    crate::cli::plan::Outcome::Refused(refusal) => refusal.0,
+                    crate::cli::plan::Outcome::Failed(error) => error.to_string(),
+                }
+            })
+        });
+    let workflow = match workflow {
+        Ok(workflow) => workflow,
+        Err(error) => {
+            eprintln!(
+                "warning: the callback of operation {} was not stored: {error}",
+                operation.id
+            );
+            return;
+        }
+    };
+    let secrets = |name: &str| std::env::var(name).ok();
+    match enqueue_callback(store, workflow.callback.as_ref(), operation, &secrets, now) {
+        Ok(CallbackRendering::Failed(error)) => eprintln!(
+            "warning: the callback of operation {} could not be rendered: {error} (recorded; see \
+             `fetchflow ops show {}`)",
+            operation.id, operation.id
+        ),
+        Ok(CallbackRendering::Rendered(_) | CallbackRendering::NotWanted) => {}
+        Err(error) => eprintln!(
+            "warning: the callback of operation {} was not stored: {error}",
+            operation.id
+        ),
+    }
 }
 
 fn retry(store: &dyn StateStore, args: &ShowArgs) -> Result<(), Outcome> {

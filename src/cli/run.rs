@@ -11,10 +11,18 @@
 //!   terminal). Ctrl-C stops after the current batches, saves the checkpoint and releases the
 //!   operation, which stays resumable (exit 130). Exit 0 only on `succeeded`, 1 otherwise.
 //!
-//! The operation's id is a UUIDv4 and its `now` is fixed when it is created.
+//! The operation's id is a UUIDv4 and its `now` is fixed when it is created. When the workflow
+//! file sits unmodified in a git work tree, the operation records the commit (`git_commit`).
+//!
+//! Callbacks: the engine renders the workflow's callback into the outbox when the operation ends,
+//! with secrets from this process's environment. A sync run or `--wait` then tries the due
+//! deliveries once (bounded by the delivery timeout) and prints one line about its own; a
+//! failed delivery is left to `fetchflow serve` and never changes the exit code.
 
+use std::ffi::OsStr;
 use std::io::{IsTerminal, Write as _};
-use std::process::ExitCode;
+use std::path::Path;
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,12 +30,14 @@ use chrono::Utc;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::callback::http::HttpSender;
 use crate::cli::Cli;
 use crate::cli::plan::{Outcome as Refusable, load_workflow, open_org, refuse};
 use crate::compile::{Mode, Workflow};
+use crate::engine::deliver::{AttemptResult, RandomJitter};
 use crate::engine::{
-    ActionPlan, ExecuteOptions, MAX_PAGE_SIZE, Outcome, Progress, ProgressFn, RunContext,
-    SystemClock, execute, render_selection, resolve_cli_vars,
+    ActionPlan, DeliveryOptions, ExecuteOptions, MAX_PAGE_SIZE, NOT_RENDERED, Outcome, Progress,
+    ProgressFn, RunContext, SystemClock, deliver_due, execute, render_selection, resolve_cli_vars,
 };
 use crate::org::local::LocalOrg;
 use crate::org::{Org, PageRequest};
@@ -96,7 +106,7 @@ fn run_workflow(cli: &Cli, args: &RunArgs) -> Result<ExitCode, Refusable> {
         id: operation_id.clone(),
         workflow: workflow.name.clone(),
         workflow_version: workflow.version.clone(),
-        git_commit: None,
+        git_commit: git_commit(&workflow.file),
         connection: workflow.connection.clone(),
         mode,
         trigger: Trigger::Manual,
@@ -190,6 +200,7 @@ fn run_workflow(cli: &Cli, args: &RunArgs) -> Result<ExitCode, Refusable> {
                 .then(|| tokio::time::Instant::now() + workflow.sync.timeout),
             shutdown: Some(shutdown_rx),
             progress: reporter.callback(),
+            secrets: Arc::new(|name: &str| std::env::var(name).ok()),
             ..ExecuteOptions::default()
         };
         let org: Arc<dyn Org> = org.clone();
@@ -210,6 +221,11 @@ fn run_workflow(cli: &Cli, args: &RunArgs) -> Result<ExitCode, Refusable> {
     match outcome? {
         Outcome::Finished(operation) => {
             print_summary(&*store, &workflow, &operation, elapsed, done_before)?;
+            if workflow.callback.is_some() {
+                // The delivery's outcome is reported, never reflected in the exit code.
+                let line = runtime.block_on(deliver_callback(&*store, &operation.id));
+                writeln!(std::io::stdout().lock(), "{line}")?;
+            }
             Ok(if operation.status == OperationStatus::Succeeded {
                 ExitCode::SUCCESS
             } else {
@@ -227,6 +243,92 @@ fn run_workflow(cli: &Cli, args: &RunArgs) -> Result<ExitCode, Refusable> {
             );
             Ok(ExitCode::from(INTERRUPTED))
         }
+    }
+}
+
+/// The commit of `file` when it sits unmodified (and neither untracked nor ignored) in a git
+/// work tree: `git rev-parse HEAD` in its directory, and an empty
+/// `git status --porcelain --ignored -- <file>`. No git, no repository, or a changed file: `None`.
+fn git_commit(file: &Path) -> Option<String> {
+    let dir = match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let name = file.file_name()?;
+    let git = |args: &[&OsStr]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|output| output.status.success())
+            .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_string())
+    };
+    let head = git(&[OsStr::new("rev-parse"), OsStr::new("HEAD")])?;
+    let status = git(&[
+        OsStr::new("status"),
+        OsStr::new("--porcelain"),
+        OsStr::new("--ignored"),
+        OsStr::new("--"),
+        name,
+    ])?;
+    (status.is_empty() && !head.is_empty()).then_some(head)
+}
+
+/// One attempt, right after the operation ended, to deliver its callback (and any other due
+/// delivery), bounded by the delivery timeout; a one-line report. What is not delivered now is
+/// retried by `fetchflow serve`.
+async fn deliver_callback(store: &dyn StateStore, operation_id: &str) -> String {
+    const RETRIED: &str = "will be retried by `fetchflow serve`";
+    let logs = match store.deliveries(operation_id) {
+        Ok(logs) => logs,
+        Err(error) => return format!("callback delivery failed: {error}, {RETRIED}"),
+    };
+    if logs.is_empty() {
+        return "callback: not sent (its `on` leaves this ending out)".to_string();
+    }
+    if let Some(error) = logs
+        .iter()
+        .filter_map(|log| log.delivery.last_error.as_deref())
+        .find(|error| error.starts_with(NOT_RENDERED))
+    {
+        return format!("callback not sent: {error} (see `fetchflow ops show {operation_id}`)");
+    }
+    let sender = match HttpSender::new() {
+        Ok(sender) => sender,
+        Err(error) => return format!("callback delivery failed: {error}, {RETRIED}"),
+    };
+    let options = DeliveryOptions::default();
+    let pass = deliver_due(store, &sender, &SystemClock, &RandomJitter, &options);
+    let report = match tokio::time::timeout(options.timeout + Duration::from_secs(1), pass).await {
+        Ok(Ok(report)) => report,
+        Ok(Err(error)) => return format!("callback delivery failed: {error}, {RETRIED}"),
+        Err(_) => {
+            return format!("callback delivery failed: no answer in time, {RETRIED}");
+        }
+    };
+    let ours = report
+        .attempts
+        .iter()
+        .find(|attempt| attempt.operation_id == operation_id);
+    match ours.map(|attempt| &attempt.result) {
+        Some(AttemptResult::Delivered { status }) => {
+            format!("callback delivered (HTTP {status})")
+        }
+        Some(AttemptResult::Retrying { outcome, .. }) => {
+            format!("callback delivery failed: {outcome}, {RETRIED}")
+        }
+        Some(AttemptResult::Abandoned { outcome }) => format!(
+            "callback delivery failed: {outcome}; given up (see `fetchflow ops show \
+             {operation_id}`)"
+        ),
+        Some(AttemptResult::NotRecorded { outcome, .. }) => {
+            format!("callback delivery failed: {outcome}, {RETRIED}")
+        }
+        None => format!("callback queued (another sender holds it), {RETRIED}"),
     }
 }
 

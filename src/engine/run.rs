@@ -39,14 +39,16 @@ use serde_json::Value;
 use tokio::sync::{Mutex, mpsc, watch};
 use tokio::time::Instant;
 
-use crate::compile::Workflow;
+use crate::compile::{Callback, Workflow};
 use crate::engine::clock::Clock;
+use crate::engine::finish::{NoSecrets, finish_operation};
 use crate::engine::render::{ActionPlan, RenderedAction, RunContext, render_selection};
 use crate::org::{Org, OrgError, Page, PageRequest, RecordError, Row, Write};
 use crate::store::{
     Checkpoint, Counts, Operation, OperationError, OperationStatus, RecordFailure, StateStore,
     StoreError,
 };
+use crate::template::SecretSource;
 
 /// The largest page Dataverse returns, and the default read page size.
 pub const MAX_PAGE_SIZE: u32 = 5_000;
@@ -123,6 +125,10 @@ pub struct ExecuteOptions {
     pub shutdown: Option<watch::Receiver<bool>>,
     /// Called after every committed batch.
     pub progress: Option<ProgressFn>,
+    /// Where the callback's `secret('NAME')` values come from when the operation ends (the
+    /// CLI passes the process environment); by default none, so only callbacks that read no
+    /// secret render.
+    pub secrets: Arc<dyn SecretSource>,
 }
 
 impl Default for ExecuteOptions {
@@ -135,6 +141,7 @@ impl Default for ExecuteOptions {
             deadline: None,
             shutdown: None,
             progress: None,
+            secrets: Arc::new(NoSecrets),
         }
     }
 }
@@ -213,6 +220,7 @@ pub async fn execute(
         id: operation.id.clone(),
         worker: worker.to_string(),
         max_failures: workflow.max_failures,
+        callback: workflow.callback.clone(),
         options: options.clone(),
     };
     if operation.cancel_requested || operation.status == OperationStatus::Canceling {
@@ -382,6 +390,8 @@ struct Coordinator {
     id: String,
     worker: String,
     max_failures: u64,
+    /// The workflow's callback, rendered into the outbox when the operation ends.
+    callback: Option<Callback>,
     options: ExecuteOptions,
 }
 
@@ -411,9 +421,17 @@ impl Coordinator {
         status: OperationStatus,
         error: Option<&OperationError>,
     ) -> Result<Operation, EngineError> {
-        self.store
-            .finish(&self.id, &self.worker, status, error, None, self.now())
-            .map_err(|error| self.lease_error(error))
+        finish_operation(
+            &*self.store,
+            self.callback.as_ref(),
+            &*self.options.secrets,
+            &self.id,
+            &self.worker,
+            status,
+            error,
+            self.now(),
+        )
+        .map_err(|error| self.lease_error(error))
     }
 
     fn lease_error(&self, error: StoreError) -> EngineError {
