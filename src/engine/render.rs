@@ -7,11 +7,13 @@
 //! call's idempotency key) is the UUIDv5 of `"{operation_id}/{record_id}/{action_index}"` in
 //! [`ID_NAMESPACE`], so update, assign, set_state, create and delete have exactly-once effects.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::OnceLock;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use minijinja::Value as Jinja;
+use minijinja::value::{Enumerator, Object};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -43,7 +45,7 @@ pub struct RunContext {
     pub workflow_version: String,
     /// The resolved run vars, in file order.
     pub vars: Vec<(String, Value)>,
-    base: OnceLock<BTreeMap<String, Jinja>>,
+    base: OnceLock<Arc<BTreeMap<String, Jinja>>>,
 }
 
 impl RunContext {
@@ -92,32 +94,91 @@ impl RunContext {
         })
     }
 
-    fn base(&self) -> &BTreeMap<String, Jinja> {
-        self.base.get_or_init(|| match self.to_json() {
-            Value::Object(map) => map
-                .iter()
-                .map(|(key, value)| (key.clone(), value_from_json(value)))
-                .collect(),
-            _ => BTreeMap::new(),
+    /// The run-level values, built once and shared by every record's context.
+    fn base(&self) -> &Arc<BTreeMap<String, Jinja>> {
+        self.base.get_or_init(|| {
+            Arc::new(match self.to_json() {
+                Value::Object(map) => map
+                    .iter()
+                    .map(|(key, value)| (key.clone(), value_from_json(value)))
+                    .collect(),
+                _ => BTreeMap::new(),
+            })
         })
     }
 
     /// The run-level template context (selection).
     pub fn context(&self) -> Jinja {
-        Jinja::from(self.base().clone())
+        Jinja::from(BTreeMap::clone(self.base()))
     }
 
-    /// The per-record context: the run-level one plus `record` and `id`.
+    /// The per-record context: the run-level one plus `record` and `id`. The run-level values
+    /// are shared, not copied, and the record's column names are interned, so a record costs
+    /// one map of its values.
     pub fn record_context(&self, record_id: &str, record: &Row) -> Jinja {
-        let mut context = self.base().clone();
-        let record: BTreeMap<String, Jinja> = record
-            .iter()
-            .map(|(key, value)| (key.clone(), value_from_json(value)))
-            .collect();
-        context.insert("record".to_string(), Jinja::from(record));
-        context.insert("id".to_string(), Jinja::from(record_id));
-        Jinja::from(context)
+        let record: BTreeMap<Arc<str>, Jinja> = COLUMN_NAMES.with(|names| {
+            let mut names = names.borrow_mut();
+            record
+                .iter()
+                .map(|(key, value)| (names.intern(key), value_from_json(value)))
+                .collect()
+        });
+        Jinja::from_object(RecordContext {
+            base: Arc::clone(self.base()),
+            record: Jinja::from(record),
+            id: Jinja::from(record_id),
+        })
     }
+}
+
+/// The keys of a record's context, in the order a map of them would enumerate.
+const RECORD_CONTEXT_KEYS: &[&str] = &["id", "now", "operation", "record", "vars", "workflow"];
+
+/// A record's template context: `record` and `id` over the shared run-level values. It reads
+/// as the map `{id, now, operation, record, vars, workflow}`.
+#[derive(Debug)]
+struct RecordContext {
+    base: Arc<BTreeMap<String, Jinja>>,
+    record: Jinja,
+    id: Jinja,
+}
+
+impl Object for RecordContext {
+    fn get_value(self: &Arc<Self>, key: &Jinja) -> Option<Jinja> {
+        match key.as_str()? {
+            "record" => Some(self.record.clone()),
+            "id" => Some(self.id.clone()),
+            other => self.base.get(other).cloned(),
+        }
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Str(RECORD_CONTEXT_KEYS)
+    }
+}
+
+/// Interned column names, so that a record's context does not allocate its keys.
+#[derive(Default)]
+struct Interner(HashSet<Arc<str>>);
+
+impl Interner {
+    /// More distinct names than this are not kept (they are allocated per use instead).
+    const MAX: usize = 4096;
+
+    fn intern(&mut self, name: &str) -> Arc<str> {
+        if let Some(name) = self.0.get(name) {
+            return Arc::clone(name);
+        }
+        let name: Arc<str> = Arc::from(name);
+        if self.0.len() < Interner::MAX {
+            self.0.insert(Arc::clone(&name));
+        }
+        name
+    }
+}
+
+thread_local! {
+    static COLUMN_NAMES: RefCell<Interner> = RefCell::default();
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ`.
