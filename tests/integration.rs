@@ -14,5 +14,6 @@ mod integration {
     mod plan_cli;
     mod run_cli;
     mod schema;
+    mod support;
     mod tidy;
 }

@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,6 +16,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::support::tempdir;
 use fetchflow::callback::http::HttpSender;
 use fetchflow::callback::{
     DELIVERY_HEADER, FinalStatus, OperationOutcome, RunContext, SIGNATURE_HEADER, location_of,
@@ -177,19 +178,6 @@ async fn read_request(stream: &mut TcpStream) -> Option<Received> {
         headers,
         body,
     })
-}
-
-fn tempdir(label: &str) -> PathBuf {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "fetchflow-callback-{label}-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn start() -> DateTime<Utc> {

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::mpsc;
 
+use super::support::text;
 use serde_json::{Value, json};
 
 const SECRET: &str = "s3cr3t-callback-key-for-tests";
@@ -87,14 +88,7 @@ fn read_request(stream: &mut std::net::TcpStream) -> Option<Received> {
 }
 
 fn tempdir(label: &str) -> PathBuf {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "fetchflow-callback-run-{label}-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = super::support::tempdir(label);
     std::fs::create_dir_all(dir.join("workflows")).unwrap();
     dir
 }
@@ -111,10 +105,6 @@ fn fetchflow(dir: &Path, args: &[&str], secret: Option<&str>) -> Output {
         command.env("CB_SECRET", secret);
     }
     command.output().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn ok(output: &Output) -> String {

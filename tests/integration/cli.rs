@@ -1,22 +1,10 @@
 //! The `fetchflow` binary from the outside: exit codes, output formats, config handling.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-use super::diagnostics::{BASE, tempdir};
-
-fn fetchflow(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fetchflow"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use super::diagnostics::BASE;
+use super::support::{fetchflow, tempdir, text};
 
 fn project(files: &[(&str, &str)]) -> std::path::PathBuf {
     let dir = tempdir("cli");

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use super::support::text;
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::Value;
 
@@ -49,10 +50,6 @@ fn command(dir: &Path, args: &[&str]) -> Command {
 
 fn fetchflow(dir: &Path, args: &[&str]) -> Output {
     command(dir, args).output().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn project() -> PathBuf {

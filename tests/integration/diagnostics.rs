@@ -2,6 +2,7 @@
 //! expected diagnostic is named by its code and by the text it must point at, so the
 //! expected line and column are where that text is in the edited file.
 
+use super::support::tempdir;
 use fetchflow::compile::{CompileContext, FileOutcome, compile_source};
 use fetchflow::diagnostics::Severity;
 use fetchflow::load::compile_files;
@@ -309,20 +310,4 @@ fn duplicate_names_across_files_name_both_files() {
     assert!(a[0].message.contains("b.yaml:2:7"), "{}", a[0].message);
     assert!(b[0].message.contains("a.yaml:1:7"), "{}", b[0].message);
     assert!(outcomes.iter().all(|outcome| outcome.workflow.is_none()));
-}
-
-pub(crate) fn tempdir(label: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "fetchflow-test-{label}-{}-{}",
-        std::process::id(),
-        unique()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn unique() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    COUNTER.fetch_add(1, Ordering::Relaxed)
 }

@@ -7,7 +7,8 @@ use fetchflow::compile::CompileContext;
 use fetchflow::load::compile_path;
 use fetchflow::metadata::Catalogue;
 
-use super::diagnostics::{BASE, compile_text, tempdir};
+use super::diagnostics::{BASE, compile_text};
+use super::support::tempdir;
 
 /// Generous for a debug build on a loaded 2-core machine; release numbers are in the README.
 const LIMIT: Duration = Duration::from_millis(200);

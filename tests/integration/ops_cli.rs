@@ -3,9 +3,9 @@
 //! and CSV, cancel transitions, retry of failed records, and the exit codes of refusals.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::Duration;
 
+use super::support::{fetchflow, tempdir, text};
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use serde_json::{Value, json};
 
@@ -23,19 +23,6 @@ const REC2: &str = "a0000000-0000-4000-8000-000000000002";
 const SECRET_TOKEN: &str = "s3cr3t-token";
 const TRICKY: &str = "value \"x\" is too long, max 100";
 const LEASE: Duration = Duration::from_secs(300);
-
-fn fetchflow(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fetchflow"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 fn ok(dir: &Path, args: &[&str]) -> String {
     let output = fetchflow(dir, args);
@@ -66,19 +53,6 @@ fn fails(dir: &Path, args: &[&str], code: i32) -> String {
     );
     assert!(output.stdout.is_empty(), "{}", text(&output.stdout));
     text(&output.stderr)
-}
-
-fn tempdir(label: &str) -> PathBuf {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "fetchflow-ops-cli-{label}-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn at(seconds: i64) -> DateTime<Utc> {
