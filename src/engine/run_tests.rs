@@ -507,3 +507,87 @@ async fn retryable_write_errors_are_retried() {
     );
     assert!(org.calls.load(Ordering::SeqCst) >= 20);
 }
+
+/// A retry operation (`ops retry`) carries the failed record ids as its `record_filter`: it
+/// selects and writes those records only, and leaves the others untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_touches_only_the_failed_records() {
+    let harness = Harness::new(
+        CONVERT,
+        org_with_accounts(30, |i| if i % 10 == 3 { "West" } else { "42" }),
+    );
+    harness.create("op-first");
+    let first = finished(harness.execute("op-first", ExecuteOptions::default()).await);
+    assert_eq!((first.counts.succeeded, first.counts.failed), (27, 3));
+    let failed = harness.store.failed_record_ids("op-first").unwrap();
+    let expected: Vec<String> = [3, 13, 23].into_iter().map(account_id).collect();
+    let mut sorted = failed.clone();
+    sorted.sort();
+    assert_eq!(sorted, expected);
+
+    // The data is fixed, then the failed records are retried.
+    let fixes: Vec<Write> = expected
+        .iter()
+        .map(|id| Write::Update {
+            entity: "account".to_string(),
+            id: id.clone(),
+            values: json!({"address1_stateorprovince": "7"})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        })
+        .collect();
+    assert!(
+        harness
+            .org
+            .inner
+            .write(&fixes)
+            .unwrap()
+            .iter()
+            .all(Result::is_ok)
+    );
+    harness.org.writes.lock().unwrap().clear();
+    let now = harness.clock.now();
+    harness
+        .store
+        .create_operation(
+            &NewOperation {
+                id: "op-retry".to_string(),
+                workflow: harness.workflow.name.clone(),
+                workflow_version: harness.workflow.version.clone(),
+                git_commit: None,
+                connection: "default".to_string(),
+                mode: harness.workflow.mode,
+                trigger: Trigger::Retry {
+                    of: "op-first".to_string(),
+                },
+                vars: serde_json::Map::new(),
+                now,
+                retry_of: Some("op-first".to_string()),
+                record_filter: Some(failed),
+            },
+            now,
+        )
+        .unwrap();
+    harness
+        .store
+        .claim("op-retry", WORKER, now, Duration::from_secs(30))
+        .unwrap();
+    let retry = finished(harness.execute("op-retry", ExecuteOptions::default()).await);
+    // Only the three failed records are selected and written; the 27 others are untouched.
+    assert_eq!(retry.status, OperationStatus::Succeeded);
+    assert_eq!(retry.counts.selected, Some(3));
+    assert_eq!((retry.counts.succeeded, retry.counts.failed), (3, 0));
+    let written: Vec<String> = {
+        let mut ids: Vec<String> = harness.org.writes.lock().unwrap().keys().cloned().collect();
+        ids.sort();
+        ids
+    };
+    // Three account updates and the three tasks those records create, nothing else.
+    assert_eq!(written.len(), 6, "{written:?}");
+    let accounts: Vec<String> = written
+        .into_iter()
+        .filter(|id| id.starts_with("a0000000-"))
+        .collect();
+    assert_eq!(accounts, expected);
+}
