@@ -2,11 +2,10 @@
 //! JSON), var overrides of the wrong type, invalid workflows, and that it leaves the org
 //! byte-for-byte unchanged.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use super::support::{fetchflow, text};
+use super::support::{fetchflow, org_checksum as checksum, text};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 fn tempdir(label: &str) -> PathBuf {
     let dir = super::support::tempdir(label);
@@ -88,31 +87,6 @@ fn project(label: &str) -> PathBuf {
     let output = fetchflow(&dir, &["org", "import", "rows.json", "--org", "org.db"]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     dir
-}
-
-/// SHA-256 of `org export` of every table.
-fn checksum(dir: &Path) -> String {
-    let mut hasher = Sha256::new();
-    for entity in [
-        "account",
-        "businessunit",
-        "contact",
-        "lead",
-        "opportunity",
-        "systemuser",
-        "task",
-        "team",
-    ] {
-        let output = fetchflow(dir, &["org", "export", entity, "--org", "org.db"]);
-        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-        hasher.update(entity.as_bytes());
-        hasher.update(&output.stdout);
-    }
-    hasher
-        .finalize()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
 }
 
 #[test]
