@@ -2,7 +2,9 @@
 //! 5,000-row page, paging 1M rows by cookie (linearity and peak memory), and 1,000-update batches.
 //! Prints a table and exits 1 when a target of issue 3 is missed (`-- --no-check` only reports).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
@@ -13,39 +15,9 @@ use fetchflow::org::{PageRequest, Write};
 const PAGE_FETCH: &str = r#"<fetch count="5000"><entity name="account"><attribute name="name"/><attribute name="revenue"/><attribute name="address1_city"/><filter><condition attribute="statecode" operator="eq" value="0"/></filter></entity></fetch>"#;
 const ALL_FETCH: &str = r#"<fetch count="5000"><entity name="account"><attribute name="name"/><attribute name="revenue"/><attribute name="address1_city"/></entity></fetch>"#;
 
-struct Args {
-    accounts: usize,
-    check: bool,
-    page_only: Option<PathBuf>,
-}
-
-fn parse_args() -> Args {
-    let mut args = Args {
-        accounts: 1_000_000,
-        check: true,
-        page_only: None,
-    };
-    let mut iter = std::env::args().skip(1);
-    while let Some(arg) = iter.next() {
-        match arg.as_str() {
-            "--no-check" => args.check = false,
-            "--accounts" => {
-                args.accounts = iter
-                    .next()
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(args.accounts)
-            }
-            "--page-only" => args.page_only = iter.next().map(PathBuf::from),
-            // cargo bench passes --bench; anything else is ignored.
-            _ => {}
-        }
-    }
-    args
-}
-
 fn main() -> ExitCode {
-    let args = parse_args();
-    if let Some(path) = args.page_only {
+    let args = common::parse_args("--page-only");
+    if let Some(path) = args.child {
         return page_all(&path);
     }
     let dir = std::env::temp_dir().join(format!("fetchflow-org-bench-{}", std::process::id()));
@@ -273,7 +245,7 @@ fn page_all(path: &Path) -> ExitCode {
     println!("total_ms {}", ms(total));
     println!("plain_ms {}", ms(plain));
     println!("plain_maps_ms {}", ms(plain_rows_as_maps));
-    println!("peak_rss_mb {}", peak_rss_mb());
+    println!("peak_rss_mb {}", common::peak_rss_mb());
     ExitCode::SUCCESS
 }
 
@@ -295,22 +267,4 @@ fn ms(duration: Duration) -> f64 {
 
 fn secs(duration: Duration) -> f64 {
     duration.as_secs_f64()
-}
-
-/// Peak resident set size of this process (VmHWM), in MB.
-fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status.lines().find_map(|line| {
-                line.strip_prefix("VmHWM:").and_then(|rest| {
-                    rest.trim()
-                        .trim_end_matches("kB")
-                        .trim()
-                        .parse::<f64>()
-                        .ok()
-                })
-            })
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
 }
