@@ -18,6 +18,7 @@ pub mod model;
 pub mod org;
 pub mod schedule;
 pub mod schema;
+pub mod serve;
 pub mod source;
 pub mod store;
 pub mod template;

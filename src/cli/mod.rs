@@ -10,6 +10,8 @@ mod run;
 mod schedule;
 mod validate;
 
+pub(crate) use org::open_default_org;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod convert;
 pub mod deliver;
 pub mod finish;
+pub mod launch;
 pub mod render;
 pub mod run;
 pub mod vars;
@@ -22,6 +23,7 @@ pub use finish::{
     CallbackRendering, NOT_RENDERED, NoSecrets, enqueue_callback, final_status, finish_operation,
     outcome_of, record_render_failure, render_callback,
 };
+pub use launch::{Launch, LaunchRequest, active_operations, count_selection, launch};
 pub use render::{
     ActionPlan, ID_NAMESPACE, PlanError, RecordRenderError, RenderedAction, RunContext,
     deterministic_id, render_selection, rfc3339,

@@ -1,0 +1,166 @@
+//! Starting a run: the operation a trigger, the CLI or the API creates for a workflow, with the
+//! workflow's `overlap` policy applied for triggers, and the count a sync run checks before it
+//! writes anything. Shared by `run`, the scheduler, webhooks and the HTTP API.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::compile::{Mode, Overlap, Workflow};
+use crate::org::{Org, OrgError, PageRequest};
+use crate::store::{
+    NewOperation, Operation, OperationFilter, OperationStatus, StateStore, StoreError, Trigger,
+};
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct LaunchRequest<'a> {
+    pub workflow: &'a Workflow,
+    /// Resolved run vars (defaults merged with overrides, typed).
+    pub vars: Vec<(String, Value)>,
+    pub trigger: Trigger,
+    pub mode: Mode,
+    /// The commit of the workflow file when it sits unmodified in a git work tree.
+    pub git_commit: Option<String>,
+    /// Creation time, and the run's fixed `now`.
+    pub now: DateTime<Utc>,
+    /// Apply the workflow's `overlap` policy (cron and webhook triggers). Manual and API runs
+    /// always queue: the store runs one operation of a workflow at a time, in creation order.
+    pub apply_overlap: bool,
+}
+
+/// What a launch did.
+#[derive(Debug, Clone)]
+pub enum Launch {
+    /// A new `waiting` operation.
+    Created(Operation),
+    /// `overlap: skip` and this operation of the workflow is active: nothing was created.
+    Skipped { active: String },
+    /// `overlap: replace`: the active operations were asked to cancel, and a new one waits
+    /// for them to stop.
+    Replaced {
+        operation: Operation,
+        canceled: Vec<String>,
+    },
+}
+
+impl Launch {
+    /// The created operation, unless the launch was skipped.
+    pub fn operation(&self) -> Option<&Operation> {
+        match self {
+            Launch::Created(operation) | Launch::Replaced { operation, .. } => Some(operation),
+            Launch::Skipped { .. } => None,
+        }
+    }
+}
+
+/// Creates the operation for `request`, applying `overlap` when asked.
+pub fn launch(store: &dyn StateStore, request: &LaunchRequest<'_>) -> Result<Launch, StoreError> {
+    let workflow = request.workflow;
+    let mut canceled = Vec::new();
+    if request.apply_overlap && workflow.overlap != Overlap::Queue {
+        let active = active_operations(store, &workflow.name)?;
+        match workflow.overlap {
+            Overlap::Skip => {
+                if let Some(operation) = active.first() {
+                    return Ok(Launch::Skipped {
+                        active: operation.id.clone(),
+                    });
+                }
+            }
+            Overlap::Replace => {
+                for operation in active {
+                    match store.request_cancel(&operation.id, request.now) {
+                        Ok(_) | Err(StoreError::AlreadyFinished { .. }) => {
+                            canceled.push(operation.id);
+                        }
+                        Err(error) => return Err(error),
+                    }
+                }
+            }
+            Overlap::Queue => {}
+        }
+    }
+    let new_operation = NewOperation {
+        id: uuid::Uuid::new_v4().to_string(),
+        workflow: workflow.name.clone(),
+        workflow_version: workflow.version.clone(),
+        git_commit: request.git_commit.clone(),
+        connection: workflow.connection.clone(),
+        mode: request.mode,
+        trigger: request.trigger.clone(),
+        vars: request.vars.iter().cloned().collect(),
+        now: request.now,
+        retry_of: None,
+        record_filter: None,
+    };
+    let operation = store.create_operation(&new_operation, request.now)?;
+    Ok(if canceled.is_empty() {
+        Launch::Created(operation)
+    } else {
+        Launch::Replaced {
+            operation,
+            canceled,
+        }
+    })
+}
+
+/// The workflow's operations that are waiting, in progress or canceling, oldest first.
+pub fn active_operations(
+    store: &dyn StateStore,
+    workflow: &str,
+) -> Result<Vec<Operation>, StoreError> {
+    let mut active = Vec::new();
+    for status in [
+        OperationStatus::InProgress,
+        OperationStatus::Canceling,
+        OperationStatus::Waiting,
+    ] {
+        let mut cursor = None;
+        loop {
+            let page = store.list(&OperationFilter {
+                status: Some(status),
+                workflow: Some(workflow.to_string()),
+                limit: crate::store::MAX_PAGE_SIZE,
+                cursor,
+            })?;
+            active.extend(page.operations);
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+    }
+    active.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+    Ok(active)
+}
+
+/// Counts a rendered selection by paging cookie, stopping as soon as it exceeds `limit`: what
+/// a sync run checks before it writes anything.
+pub async fn count_selection(org: &dyn Org, fetchxml: &str, limit: u64) -> Result<u64, OrgError> {
+    let has_top = crate::fetchxml::parse(fetchxml)
+        .0
+        .is_some_and(|query| query.top.is_some());
+    let mut request = if has_top {
+        // `top` cannot be combined with paging: one request returns at most `top` rows.
+        PageRequest::default()
+    } else {
+        PageRequest {
+            page: Some(1),
+            count: Some(crate::engine::MAX_PAGE_SIZE),
+            paging_cookie: None,
+        }
+    };
+    let mut count = 0u64;
+    loop {
+        let page = org.query_page(fetchxml, &request).await?;
+        count += page.rows.len() as u64;
+        if has_top || !page.more_records || count > limit {
+            return Ok(count);
+        }
+        request = PageRequest {
+            page: request.page.map(|page| page + 1),
+            count: Some(crate::engine::MAX_PAGE_SIZE),
+            paging_cookie: page.paging_cookie,
+        };
+    }
+}

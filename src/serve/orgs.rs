@@ -1,0 +1,83 @@
+//! The orgs `serve` talks to, by connection name, each opened once and shared by every
+//! operation on that connection.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::config::{Config, Connection};
+use crate::org::Org;
+use crate::org::local::LocalOrg;
+
+/// Why a connection cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("connection `{connection}`: {message}")]
+pub struct OrgUnavailable {
+    pub connection: String,
+    pub message: String,
+}
+
+/// Connection name → org, opened on first use.
+pub struct Orgs {
+    config: Option<Arc<Config>>,
+    open: Mutex<HashMap<String, Arc<dyn Org>>>,
+}
+
+impl Orgs {
+    /// Opens connections from `config` on demand.
+    pub fn from_config(config: Arc<Config>) -> Orgs {
+        Orgs {
+            config: Some(config),
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Only these orgs (tests, benchmarks).
+    pub fn fixed(orgs: impl IntoIterator<Item = (String, Arc<dyn Org>)>) -> Orgs {
+        Orgs {
+            config: None,
+            open: Mutex::new(orgs.into_iter().collect()),
+        }
+    }
+
+    /// The org of `connection`, opening it on first use. The default local org is created
+    /// with demo data when its file does not exist yet.
+    pub fn get(&self, connection: &str) -> Result<Arc<dyn Org>, OrgUnavailable> {
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(org) = open.get(connection) {
+            return Ok(org.clone());
+        }
+        let unavailable = |message: String| OrgUnavailable {
+            connection: connection.to_string(),
+            message,
+        };
+        let config = self
+            .config
+            .as_ref()
+            .ok_or_else(|| unavailable("not defined".to_string()))?;
+        let declared = config
+            .connections
+            .iter()
+            .find(|(name, _)| name == connection)
+            .map(|(_, declared)| declared)
+            .ok_or_else(|| unavailable("not defined in the configuration".to_string()))?;
+        let org: Arc<dyn Org> = match declared {
+            Connection::Local { path } if connection == "default" => Arc::new(
+                crate::cli::open_default_org(path)
+                    .map_err(|error| unavailable(format!("{error:#}")))?,
+            ),
+            Connection::Local { path } => {
+                Arc::new(LocalOrg::open(path).map_err(|error| unavailable(error.to_string()))?)
+            }
+            Connection::Dataverse { .. } => {
+                return Err(unavailable(
+                    "Dataverse connections are not supported yet (only local orgs)".to_string(),
+                ));
+            }
+        };
+        open.insert(connection.to_string(), org.clone());
+        Ok(org)
+    }
+}
