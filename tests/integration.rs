@@ -14,6 +14,7 @@ mod integration {
     mod plan_cli;
     mod run_cli;
     mod schema;
+    mod serve;
     mod support;
     mod tidy;
 }

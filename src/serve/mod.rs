@@ -4,9 +4,14 @@
 //! and webhooks (`api`); counters for `/metrics` (`metrics`). Everything shares one
 //! [`ServeState`]; the engine and the store do the work, this layer only wires them.
 
+pub mod api;
+pub mod loader;
 pub mod metrics;
 pub mod orgs;
 pub mod registry;
+pub mod scheduler;
+pub mod watcher;
+pub mod workers;
 
 use std::sync::Arc;
 
