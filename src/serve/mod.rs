@@ -37,4 +37,7 @@ pub struct ServeState {
     pub secrets: Arc<dyn SecretSource>,
     /// The bearer token mutating endpoints require; `None` = no token configured.
     pub token: Option<Arc<str>>,
+    /// Signalled whenever an operation is created or released, so idle workers wake at once
+    /// instead of waiting for their next poll.
+    pub work: Arc<tokio::sync::Notify>,
 }
