@@ -29,6 +29,7 @@ pub use render::{
     deterministic_id, render_selection, rfc3339,
 };
 pub use run::{
-    EngineError, ExecuteOptions, MAX_PAGE_SIZE, Outcome, Progress, ProgressFn, RetryPolicy, execute,
+    EngineError, ExecuteOptions, MAX_PAGE_SIZE, Outcome, Progress, ProgressFn, RetryCount,
+    RetryObserver, RetryPolicy, execute,
 };
 pub use vars::{VarError, parse_var_arg, resolve_cli_vars, resolve_json_vars};

@@ -43,7 +43,7 @@ use crate::compile::{Callback, Workflow};
 use crate::engine::clock::Clock;
 use crate::engine::finish::{NoSecrets, finish_operation};
 use crate::engine::render::{ActionPlan, RenderedAction, RunContext, render_selection};
-use crate::org::{Org, OrgError, Page, PageRequest, RecordError, Row, Write};
+use crate::org::{ApiCall, Org, OrgError, Page, PageRequest, RecordError, Row, Write};
 use crate::store::{
     Checkpoint, Counts, Operation, OperationError, OperationStatus, RecordFailure, StateStore,
     StoreError,
@@ -56,11 +56,16 @@ pub const MAX_PAGE_SIZE: u32 = 5_000;
 /// How write and read requests are retried when the org says trying again may succeed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
-    /// Tries in all, the first one included.
+    /// Tries in all, the first one included, for errors without `Retry-After`.
     pub max_attempts: u32,
     /// The delay ceiling after the first failed try; it doubles with each try.
     pub base_delay: Duration,
     pub max_delay: Duration,
+    /// Tries in all for a request the org keeps throttling with `Retry-After`: waiting as told
+    /// is how a bulk job gets through service protection limits, so it gets more patience.
+    pub max_throttled_attempts: u32,
+    /// The longest `Retry-After` honoured as given; a longer one is waited this long.
+    pub max_retry_after: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -69,6 +74,8 @@ impl Default for RetryPolicy {
             max_attempts: 6,
             base_delay: Duration::from_millis(250),
             max_delay: Duration::from_secs(30),
+            max_throttled_attempts: 30,
+            max_retry_after: Duration::from_secs(300),
         }
     }
 }
@@ -83,6 +90,76 @@ impl RetryPolicy {
             .min(self.max_delay);
         let half = ceiling / 2;
         half + half.mul_f64(jitter())
+    }
+
+    /// The wait before trying again after `error`, or `None` when it is not worth another try:
+    /// exactly the org's `Retry-After` when it gave one, the backoff otherwise. `tries` counts
+    /// the failed tries of each kind so far.
+    pub fn next_wait(&self, error: &OrgError, tries: &mut RetryCount) -> Option<Duration> {
+        if !error.retryable {
+            return None;
+        }
+        match error.retry_after {
+            Some(wait) => {
+                tries.throttled += 1;
+                (tries.throttled < self.max_throttled_attempts)
+                    .then(|| wait.min(self.max_retry_after))
+            }
+            None => {
+                tries.other += 1;
+                (tries.other < self.max_attempts).then(|| self.delay(tries.other))
+            }
+        }
+    }
+}
+
+/// Failed tries of one request so far, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetryCount {
+    pub throttled: u32,
+    pub other: u32,
+}
+
+impl RetryCount {
+    /// Tries in all, the successful or last one included.
+    pub fn attempts(self) -> u32 {
+        self.throttled + self.other + 1
+    }
+}
+
+/// Told about every retry: the error and the wait before the next try (metrics, logs).
+pub type RetryObserver = Arc<dyn Fn(&OrgError, Duration) + Send + Sync>;
+
+/// A retry policy with its observer, shared by the reader and the writers of a run.
+#[derive(Clone)]
+struct Retrier {
+    policy: RetryPolicy,
+    observer: Option<RetryObserver>,
+}
+
+impl Retrier {
+    /// Sends a request until it succeeds, fails for good, or the tries run out; returns the
+    /// last result and the number of tries.
+    async fn send<T, F, Fut>(&self, mut request: F) -> (Result<T, OrgError>, u32)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, OrgError>>,
+    {
+        let mut tries = RetryCount::default();
+        loop {
+            match request().await {
+                Err(error) => match self.policy.next_wait(&error, &mut tries) {
+                    Some(wait) => {
+                        if let Some(observer) = &self.observer {
+                            observer(&error, wait);
+                        }
+                        tokio::time::sleep(wait).await;
+                    }
+                    None => return (Err(error), tries.attempts()),
+                },
+                result => return (result, tries.attempts()),
+            }
+        }
     }
 }
 
@@ -129,6 +206,8 @@ pub struct ExecuteOptions {
     /// CLI passes the process environment); by default none, so only callbacks that read no
     /// secret render.
     pub secrets: Arc<dyn SecretSource>,
+    /// Told about every retried org request (throttling, transient errors).
+    pub on_retry: Option<RetryObserver>,
 }
 
 impl Default for ExecuteOptions {
@@ -142,6 +221,7 @@ impl Default for ExecuteOptions {
             shutdown: None,
             progress: None,
             secrets: Arc::new(NoSecrets),
+            on_retry: None,
         }
     }
 }
@@ -461,6 +541,10 @@ impl Coordinator {
         let (batch_tx, batch_rx) = mpsc::channel::<Batch>(2 * concurrency as usize);
         let batch_rx = Arc::new(Mutex::new(batch_rx));
 
+        let retrier = Retrier {
+            policy: self.options.retry,
+            observer: self.options.on_retry.clone(),
+        };
         let reader = tokio::spawn(read_selection(Reader {
             org: org.clone(),
             selection,
@@ -468,7 +552,7 @@ impl Coordinator {
             start: start.clone(),
             page_size: self.options.page_size.clamp(1, MAX_PAGE_SIZE),
             batch_size: batch_size as usize,
-            retry: self.options.retry,
+            retry: retrier.clone(),
             stopping: stopping.clone(),
             batches: batch_tx,
             events: event_tx.clone(),
@@ -480,7 +564,7 @@ impl Coordinator {
                 plan: plan.clone(),
                 ctx: ctx.clone(),
                 operation_id: self.id.clone(),
-                retry: self.options.retry,
+                retry: retrier.clone(),
                 stopping: stopping.clone(),
                 batches: batch_rx.clone(),
                 events: event_tx.clone(),
@@ -795,7 +879,7 @@ struct Reader {
     start: Checkpoint,
     page_size: u32,
     batch_size: usize,
-    retry: RetryPolicy,
+    retry: Retrier,
     stopping: Arc<AtomicBool>,
     batches: mpsc::Sender<Batch>,
     events: mpsc::UnboundedSender<Event>,
@@ -816,14 +900,11 @@ async fn read_selection(reader: Reader) {
         if reader.stopping.load(Ordering::SeqCst) {
             return;
         }
-        let page = match query_with_retry(
-            &*reader.org,
-            &reader.selection.fetchxml,
-            &request,
-            reader.retry,
-        )
-        .await
-        {
+        let (page, _) = reader
+            .retry
+            .send(|| reader.org.query_page(&reader.selection.fetchxml, &request))
+            .await;
+        let page = match page {
             Ok(page) => page,
             Err(error) => {
                 let _ = reader.events.send(Event::ReadFailed(error));
@@ -903,30 +984,12 @@ async fn read_selection(reader: Reader) {
     }
 }
 
-async fn query_with_retry(
-    org: &dyn Org,
-    fetchxml: &str,
-    request: &PageRequest,
-    retry: RetryPolicy,
-) -> Result<Page, OrgError> {
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        match org.query_page(fetchxml, request).await {
-            Err(error) if error.retryable && tries < retry.max_attempts => {
-                tokio::time::sleep(retry.delay(tries)).await;
-            }
-            result => return result,
-        }
-    }
-}
-
 struct Writer {
     org: Arc<dyn Org>,
     plan: Arc<ActionPlan>,
     ctx: Arc<RunContext>,
     operation_id: String,
-    retry: RetryPolicy,
+    retry: Retrier,
     stopping: Arc<AtomicBool>,
     batches: Arc<Mutex<mpsc::Receiver<Batch>>>,
     events: mpsc::UnboundedSender<Event>,
@@ -1008,8 +1071,11 @@ async fn write_batch(writer: &Writer, records: Vec<(String, Row)>) -> Tally {
         .collect();
 
     for (position, (index, name)) in action_names.iter().copied().enumerate() {
+        // One request per kind and action position: the batch's records in order.
         let mut writes = Vec::new();
-        let mut owners = Vec::new();
+        let mut write_owners = Vec::new();
+        let mut calls = Vec::new();
+        let mut call_owners = Vec::new();
         for (slot, run) in runs.iter_mut().enumerate() {
             if run.failure.is_some() {
                 continue;
@@ -1017,42 +1083,63 @@ async fn write_batch(writer: &Writer, records: Vec<(String, Row)>) -> Tally {
             match std::mem::replace(&mut run.actions[position], RenderedAction::Skipped) {
                 RenderedAction::Write(write) => {
                     writes.push(write);
-                    owners.push(slot);
+                    write_owners.push(slot);
                 }
-                RenderedAction::Call { api, .. } => {
-                    run.failure = Some(fail(
-                        &run.id,
-                        index,
-                        name,
-                        "NotSupported",
-                        format!(
-                            "call actions are not supported yet: the org connection cannot call custom API `{api}`"
-                        ),
-                        1,
-                    ));
-                    run.acted = true;
+                RenderedAction::Call {
+                    api,
+                    params,
+                    background,
+                    idempotency_key,
+                } => {
+                    calls.push(ApiCall {
+                        api,
+                        params,
+                        idempotency_key,
+                        background,
+                    });
+                    call_owners.push(slot);
                 }
                 RenderedAction::Skipped => {}
             }
         }
-        if writes.is_empty() {
-            continue;
+        if !writes.is_empty() {
+            let (results, attempts) = send_batch(&writer.retry, writes.len(), || {
+                writer.org.write_batch(&writes)
+            })
+            .await;
+            for ((slot, write), result) in write_owners.iter().zip(&writes).zip(results) {
+                let run = &mut runs[*slot];
+                run.acted = true;
+                if let Err(error) = result
+                    && !is_replayed(write, &error)
+                {
+                    run.failure = Some(fail(
+                        &run.id,
+                        index,
+                        name,
+                        error.code,
+                        error.message,
+                        attempts,
+                    ));
+                }
+            }
         }
-        let (results, attempts) = write_with_retry(&*writer.org, &writes, writer.retry).await;
-        for ((slot, write), result) in owners.iter().zip(&writes).zip(results) {
-            let run = &mut runs[*slot];
-            run.acted = true;
-            if let Err(error) = result
-                && !is_replayed(write, &error)
-            {
-                run.failure = Some(fail(
-                    &run.id,
-                    index,
-                    name,
-                    error.code,
-                    error.message,
-                    attempts,
-                ));
+        if !calls.is_empty() {
+            let (results, attempts) =
+                send_batch(&writer.retry, calls.len(), || writer.org.call_batch(&calls)).await;
+            for (slot, result) in call_owners.iter().zip(results) {
+                let run = &mut runs[*slot];
+                run.acted = true;
+                if let Err(error) = result {
+                    run.failure = Some(fail(
+                        &run.id,
+                        index,
+                        name,
+                        error.code,
+                        error.message,
+                        attempts,
+                    ));
+                }
             }
         }
     }
@@ -1082,57 +1169,44 @@ fn is_replayed(write: &Write, error: &RecordError) -> bool {
     )
 }
 
-/// Sends one write request, retrying the whole request while the org says it may succeed
-/// later. A request that still fails fails each of its records with the request's error.
-async fn write_with_retry(
-    org: &dyn Org,
-    writes: &[Write],
-    retry: RetryPolicy,
-) -> (Vec<Result<(), RecordError>>, u32) {
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        match org.write_batch(writes).await {
-            Ok(results) if results.len() == writes.len() => return (results, tries),
-            Ok(results) => {
-                let message = format!(
-                    "the org answered {} results for {} writes",
-                    results.len(),
-                    writes.len()
-                );
-                return (
-                    writes
-                        .iter()
-                        .map(|_| {
-                            Err(RecordError {
-                                code: "InvalidOrgResponse",
-                                number: -1,
-                                message: message.clone(),
-                            })
-                        })
-                        .collect(),
-                    tries,
-                );
-            }
-            Err(error) if error.retryable && tries < retry.max_attempts => {
-                tokio::time::sleep(retry.delay(tries)).await;
-            }
-            Err(error) => {
-                return (
-                    writes
-                        .iter()
-                        .map(|_| {
-                            Err(RecordError {
-                                code: error.code,
-                                number: error.number,
-                                message: error.message.clone(),
-                            })
-                        })
-                        .collect(),
-                    tries,
-                );
-            }
-        }
+/// Sends one batch request (writes or calls) with retries. A request that still fails fails
+/// each of its records with the request's error; so does an answer with the wrong number of
+/// results.
+async fn send_batch<T, F, Fut>(
+    retry: &Retrier,
+    expected: usize,
+    request: F,
+) -> (Vec<Result<T, RecordError>>, u32)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<Result<T, RecordError>>, OrgError>>,
+{
+    let (result, tries) = retry.send(request).await;
+    let every_record = |code: &'static str, number: i64, message: String| {
+        (0..expected)
+            .map(|_| {
+                Err(RecordError {
+                    code,
+                    number,
+                    message: message.clone(),
+                })
+            })
+            .collect()
+    };
+    match result {
+        Ok(results) if results.len() == expected => (results, tries),
+        Ok(results) => (
+            every_record(
+                "InvalidOrgResponse",
+                -1,
+                format!(
+                    "the org answered {} results for {expected} requests",
+                    results.len()
+                ),
+            ),
+            tries,
+        ),
+        Err(error) => (every_record(error.code, error.number, error.message), tries),
     }
 }
 

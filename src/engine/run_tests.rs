@@ -10,6 +10,7 @@ use serde_json::json;
 use super::*;
 use crate::compile::{CompileContext, compile_source};
 use crate::engine::clock::TestClock;
+use crate::engine::render::deterministic_id;
 use crate::metadata::Catalogue;
 use crate::org::local::LocalOrg;
 use crate::org::{OrgFuture, RecordError};
@@ -63,6 +64,13 @@ impl Org for CountingOrg {
             }
         }
         self.inner.write_batch(writes)
+    }
+
+    fn call_batch<'a>(
+        &'a self,
+        calls: &'a [ApiCall],
+    ) -> OrgFuture<'a, Vec<Result<Row, RecordError>>> {
+        self.inner.call_batch(calls)
     }
 }
 
@@ -459,6 +467,13 @@ impl Org for ThrottlingOrg {
         }
         self.inner.write_batch(writes)
     }
+
+    fn call_batch<'a>(
+        &'a self,
+        calls: &'a [ApiCall],
+    ) -> OrgFuture<'a, Vec<Result<Row, RecordError>>> {
+        self.inner.call_batch(calls)
+    }
 }
 
 /// Retryable request errors are retried with backoff; every record ends up written.
@@ -477,6 +492,7 @@ async fn retryable_write_errors_are_retried() {
             max_attempts: 3,
             base_delay: Duration::from_millis(2),
             max_delay: Duration::from_millis(10),
+            ..RetryPolicy::default()
         },
         ..ExecuteOptions::default()
     };
@@ -590,4 +606,378 @@ async fn a_retry_touches_only_the_failed_records() {
         .filter(|id| id.starts_with("a0000000-"))
         .collect();
     assert_eq!(accounts, expected);
+}
+
+/// An org that answers the first try of every write request with a throttling error carrying
+/// `Retry-After`, and notes when each try arrived.
+struct RetryAfterOrg {
+    inner: LocalOrg,
+    wait: Duration,
+    tries: StdMutex<HashMap<String, Vec<std::time::Instant>>>,
+}
+
+impl Org for RetryAfterOrg {
+    fn catalogue(&self) -> &Catalogue {
+        self.inner.catalogue()
+    }
+
+    fn query_page<'a>(
+        &'a self,
+        fetchxml: &'a str,
+        request: &'a PageRequest,
+    ) -> OrgFuture<'a, Page> {
+        self.inner.query_page(fetchxml, request)
+    }
+
+    fn write_batch<'a>(
+        &'a self,
+        writes: &'a [Write],
+    ) -> OrgFuture<'a, Vec<Result<(), RecordError>>> {
+        let first = writes
+            .first()
+            .map(|write| write.id().to_string())
+            .unwrap_or_default();
+        let throttled = {
+            let mut tries = self.tries.lock().unwrap();
+            let seen = tries.entry(first).or_default();
+            seen.push(std::time::Instant::now());
+            seen.len() == 1
+        };
+        if throttled {
+            let error = OrgError::new(
+                "TooManyRequests",
+                -2147015902,
+                "Number of requests exceeded the limit of 6000 over time window of 300 seconds.",
+            )
+            .with_retry_after(self.wait);
+            return Box::pin(async move { Err(error) });
+        }
+        self.inner.write_batch(writes)
+    }
+
+    fn call_batch<'a>(
+        &'a self,
+        calls: &'a [ApiCall],
+    ) -> OrgFuture<'a, Vec<Result<Row, RecordError>>> {
+        self.inner.call_batch(calls)
+    }
+}
+
+/// A throttled request is sent again after exactly the `Retry-After` the org gave (not the
+/// engine's own, much shorter, backoff), and the observer hears of every wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_honoured() {
+    let wait = Duration::from_millis(400);
+    let harness = Harness::new(TRAP, org_with_accounts(0, |_| "West"));
+    harness.create("op-retry-after");
+    let org = Arc::new(RetryAfterOrg {
+        inner: org_with_accounts(300, |_| "West"),
+        wait,
+        tries: StdMutex::new(HashMap::new()),
+    });
+    let observed = Arc::new(StdMutex::new(Vec::new()));
+    let seen = observed.clone();
+    let options = ExecuteOptions {
+        retry: RetryPolicy {
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+            ..RetryPolicy::default()
+        },
+        on_retry: Some(Arc::new(move |error: &OrgError, wait: Duration| {
+            seen.lock().unwrap().push((error.code, wait));
+        })),
+        ..ExecuteOptions::default()
+    };
+    let operation = finished(
+        execute(
+            org.clone(),
+            harness.store.clone(),
+            harness.clock.clone(),
+            &harness.workflow,
+            harness.plan.clone(),
+            "op-retry-after",
+            WORKER,
+            options,
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(operation.status, OperationStatus::Succeeded);
+    assert_eq!(operation.counts.succeeded, 300);
+    let tries = org.tries.lock().unwrap();
+    assert_eq!(tries.len(), 3, "three batches of 100");
+    for (first, times) in tries.iter() {
+        assert_eq!(
+            times.len(),
+            2,
+            "batch starting at {first}: one throttled try, one retry"
+        );
+        let gap = times[1] - times[0];
+        assert!(
+            gap >= wait && gap < wait * 3,
+            "the retry came {gap:?} after the throttled try; Retry-After said {wait:?}"
+        );
+    }
+    let observed = observed.lock().unwrap();
+    assert_eq!(observed.len(), 3);
+    assert!(
+        observed
+            .iter()
+            .all(|(code, told)| *code == "TooManyRequests" && *told == wait)
+    );
+}
+
+/// Retry-After waits are capped, and a request throttled more often than the policy allows
+/// fails its records with the throttling error.
+#[test]
+fn retry_waits_follow_the_policy() {
+    let policy = RetryPolicy {
+        max_attempts: 3,
+        max_throttled_attempts: 2,
+        max_retry_after: Duration::from_secs(60),
+        ..RetryPolicy::default()
+    };
+    let throttled = OrgError::new("TooManyRequests", -2147015902, "slow down")
+        .with_retry_after(Duration::from_secs(600));
+    let mut tries = RetryCount::default();
+    assert_eq!(
+        policy.next_wait(&throttled, &mut tries),
+        Some(Duration::from_secs(60))
+    );
+    assert_eq!(policy.next_wait(&throttled, &mut tries), None);
+
+    let transient = OrgError {
+        retryable: true,
+        ..OrgError::new("Timeout", -1, "timed out")
+    };
+    let mut tries = RetryCount::default();
+    assert!(policy.next_wait(&transient, &mut tries).is_some());
+    assert!(policy.next_wait(&transient, &mut tries).is_some());
+    assert_eq!(policy.next_wait(&transient, &mut tries), None);
+    assert_eq!(tries.attempts(), 4);
+
+    let permanent = OrgError::new("InvalidArgument", -2147220989, "bad");
+    assert_eq!(
+        policy.next_wait(&permanent, &mut RetryCount::default()),
+        None
+    );
+}
+
+const RECALCULATE: &str = r#"
+name: recalculate
+select:
+  fetchxml: |
+    <fetch>
+      <entity name="account">
+        <attribute name="name"/>
+      </entity>
+    </fetch>
+actions:
+  - call:
+      api: sample_RecalculateCredit
+      params:
+        Target: "account:{{ id }}"
+      background: true
+batch:
+  size: 40
+  concurrency: 3
+"#;
+
+fn org_with_revenue(n: usize) -> LocalOrg {
+    let org = LocalOrg::in_memory(Catalogue::builtin()).unwrap();
+    let accounts: Vec<Value> = (0..n)
+        .map(|i| {
+            let mut account = json!({
+                "accountid": account_id(i),
+                "name": format!("Account {i:05}"),
+            });
+            // Every third account has no revenue; the others alternate under and over the bar.
+            if i % 3 != 0 {
+                account["revenue"] = json!(if i % 2 == 0 { 50_000.0 } else { 250_000.0 });
+            }
+            account
+        })
+        .collect();
+    org.import_json(&json!({ "account": accounts }).to_string())
+        .unwrap();
+    org
+}
+
+fn credit_on_hold(org: &LocalOrg, id: &str) -> Option<bool> {
+    let fetchxml = format!(
+        r#"<fetch><entity name="account"><attribute name="creditonhold"/><filter><condition attribute="accountid" operator="eq" value="{id}"/></filter></entity></fetch>"#
+    );
+    let page = org.query(&fetchxml, &PageRequest::default()).unwrap();
+    page.rows[0].get("creditonhold").and_then(Value::as_bool)
+}
+
+/// `call` actions run the org's custom API once per record with a stable idempotency key;
+/// a replay of the same calls (a crash between the call and the checkpoint) is answered from
+/// the org's log and changes nothing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_actions_run_the_custom_api_once_per_record() {
+    let harness = Harness::new(RECALCULATE, org_with_revenue(200));
+    harness.create("op-calls");
+    let operation = finished(harness.execute("op-calls", ExecuteOptions::default()).await);
+    assert_eq!(
+        operation.status,
+        OperationStatus::Succeeded,
+        "{:?}",
+        operation.error
+    );
+    assert_eq!(operation.counts.succeeded, 200);
+
+    let org = &harness.org.inner;
+    for i in 0..200 {
+        let expected = i % 3 == 0 || i % 2 == 0;
+        assert_eq!(
+            credit_on_hold(org, &account_id(i)),
+            Some(expected),
+            "account {i}"
+        );
+    }
+    let log = org.logged_calls().unwrap();
+    assert_eq!(log.len(), 200);
+    assert!(
+        log.iter()
+            .all(|call| call.calls == 1 && call.api == "sample_RecalculateCredit")
+    );
+    let key = deterministic_id("op-calls", &account_id(7), 0);
+    let logged = log.iter().find(|call| call.idempotency_key == key).unwrap();
+    assert_eq!(
+        logged.params["Target"],
+        json!(format!("account:{}", account_id(7)))
+    );
+    assert_eq!(logged.response["CreditOnHold"], json!(false));
+
+    // Replay: account 7 lost its revenue since, but a repeated call is not run again.
+    org.write(&[Write::Update {
+        entity: "account".into(),
+        id: account_id(7),
+        values: serde_json::Map::from_iter([("revenue".to_string(), Value::Null)]),
+    }])
+    .unwrap()
+    .remove(0)
+    .unwrap();
+    let replay = ApiCall {
+        api: "sample_RecalculateCredit".into(),
+        params: logged.params.clone(),
+        idempotency_key: key.clone(),
+        background: true,
+    };
+    let answers = org.call(&[replay]).unwrap();
+    assert_eq!(answers[0].as_ref().unwrap()["CreditOnHold"], json!(false));
+    assert_eq!(credit_on_hold(org, &account_id(7)), Some(false));
+    let log = org.logged_calls().unwrap();
+    assert_eq!(
+        log.iter()
+            .find(|call| call.idempotency_key == key)
+            .unwrap()
+            .calls,
+        2
+    );
+}
+
+/// A call that fails (its target is gone, the API does not exist) fails that record with the
+/// org's error; the other records' calls succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_calls_are_per_record_failures() {
+    let yaml = RECALCULATE.replace("batch:", "max_failures: 100\nbatch:");
+    let harness = Harness::new(&yaml, org_with_revenue(50));
+    // Account 4 is deleted after it is selected: its call fails, the others do not.
+    harness.create("op-missing");
+    let org = Arc::new(DeletingOrg {
+        inner: org_with_revenue(50),
+        victim: account_id(4),
+    });
+    let operation = finished(
+        execute(
+            org.clone(),
+            harness.store.clone(),
+            harness.clock.clone(),
+            &harness.workflow,
+            harness.plan.clone(),
+            "op-missing",
+            WORKER,
+            ExecuteOptions::default(),
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(operation.status, OperationStatus::Succeeded);
+    assert_eq!(
+        (operation.counts.succeeded, operation.counts.failed),
+        (49, 1)
+    );
+    let failures = harness
+        .store
+        .failures("op-missing", 10, None)
+        .unwrap()
+        .failures;
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0].record_id, account_id(4));
+    assert_eq!(failures[0].code, "ObjectDoesNotExist");
+    assert_eq!(failures[0].action, "call");
+
+    let unknown = RECALCULATE
+        .replace("sample_RecalculateCredit", "sample_DoesNotExist")
+        .replace("batch:", "max_failures: 100\nbatch:");
+    let harness = Harness::new(&unknown, org_with_revenue(10));
+    harness.create("op-unknown");
+    let operation = finished(
+        harness
+            .execute("op-unknown", ExecuteOptions::default())
+            .await,
+    );
+    assert_eq!(operation.counts.failed, 10);
+    let failures = harness
+        .store
+        .failures("op-unknown", 1, None)
+        .unwrap()
+        .failures;
+    assert_eq!(failures[0].code, "ResourceNotFound");
+    assert!(
+        failures[0].message.contains("sample_DoesNotExist")
+            && failures[0].message.contains("sample_RecalculateCredit"),
+        "{}",
+        failures[0].message
+    );
+}
+
+/// An org where one account disappears between the read and the calls.
+struct DeletingOrg {
+    inner: LocalOrg,
+    victim: String,
+}
+
+impl Org for DeletingOrg {
+    fn catalogue(&self) -> &Catalogue {
+        self.inner.catalogue()
+    }
+
+    fn query_page<'a>(
+        &'a self,
+        fetchxml: &'a str,
+        request: &'a PageRequest,
+    ) -> OrgFuture<'a, Page> {
+        self.inner.query_page(fetchxml, request)
+    }
+
+    fn write_batch<'a>(
+        &'a self,
+        writes: &'a [Write],
+    ) -> OrgFuture<'a, Vec<Result<(), RecordError>>> {
+        self.inner.write_batch(writes)
+    }
+
+    fn call_batch<'a>(
+        &'a self,
+        calls: &'a [ApiCall],
+    ) -> OrgFuture<'a, Vec<Result<Row, RecordError>>> {
+        let _ = self.inner.write(&[Write::Delete {
+            entity: "account".into(),
+            id: self.victim.clone(),
+        }]);
+        self.inner.call_batch(calls)
+    }
 }

@@ -6,6 +6,7 @@ pub mod local;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 
@@ -52,6 +53,9 @@ pub struct OrgError {
     pub message: String,
     /// Whether sending the same request again may succeed (throttling, timeouts, locks).
     pub retryable: bool,
+    /// How long the org asked us to wait before the next request (`Retry-After` of a 429 or
+    /// 503); the engine waits exactly this long instead of its own backoff.
+    pub retry_after: Option<Duration>,
 }
 
 impl OrgError {
@@ -61,7 +65,16 @@ impl OrgError {
             number,
             message: message.into(),
             retryable: false,
+            retry_after: None,
         }
+    }
+
+    /// The same error, retryable after the wait the org asked for.
+    #[must_use]
+    pub fn with_retry_after(mut self, wait: Duration) -> Self {
+        self.retryable = true;
+        self.retry_after = Some(wait);
+        self
     }
 }
 
@@ -127,6 +140,21 @@ impl Write {
     }
 }
 
+/// One custom API call (a workflow's `call` action for one record).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiCall {
+    /// The API's unique name, e.g. `sample_RecalculateCredit`.
+    pub api: String,
+    /// Request parameters by name; entity references as `"<entity>:<id>"`.
+    pub params: Row,
+    /// The same for every attempt and every replay of this call (operation, record, action), so
+    /// a receiver that remembers keys applies a repeated call once.
+    pub idempotency_key: String,
+    /// Run it as a background operation where the org distinguishes (Dataverse); the call
+    /// returns once that operation ended.
+    pub background: bool,
+}
+
 /// Why one record of a batch failed; the other records of the batch are unaffected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
@@ -155,4 +183,11 @@ pub trait Org: Send + Sync {
         &'a self,
         writes: &'a [Write],
     ) -> OrgFuture<'a, Vec<Result<(), RecordError>>>;
+
+    /// Calls custom APIs; one result (the API's output parameters) per call, in order. A call
+    /// that fails (unknown API, bad parameter, missing target) is that call's error.
+    fn call_batch<'a>(
+        &'a self,
+        calls: &'a [ApiCall],
+    ) -> OrgFuture<'a, Vec<Result<Row, RecordError>>>;
 }

@@ -15,6 +15,7 @@
 //! - the catalogue (built-in plus custom tables) is stored in the file, so an org opened later
 //!   knows its own tables.
 
+mod api;
 mod collation;
 mod demo;
 mod query;
@@ -33,7 +34,9 @@ pub use demo::{DemoReport, DemoSize};
 pub use rows::{ImportError, ImportReport, RowSet};
 
 use crate::metadata::{AttributeMeta, AttributeType, Catalogue};
-use crate::org::{Org, OrgError, OrgFuture, Page, PageRequest, RecordError, Write};
+use crate::org::{ApiCall, Org, OrgError, OrgFuture, Page, PageRequest, RecordError, Row, Write};
+
+pub use api::{CREDIT_HOLD_BELOW, LOCAL_APIS, LoggedCall};
 
 /// Name of the collation registered on every connection (see [`collation`]).
 pub const COLLATION: &str = "ff_ci";
@@ -159,6 +162,16 @@ impl LocalOrg {
         write::apply(self, writes)
     }
 
+    /// Calls the org's custom APIs (see `api`), in one transaction, with a result per call.
+    pub fn call(&self, calls: &[ApiCall]) -> Result<Vec<Result<Row, RecordError>>, OrgError> {
+        api::call_batch(self, calls)
+    }
+
+    /// Every custom API call made so far, by idempotency key.
+    pub fn logged_calls(&self) -> Result<Vec<LoggedCall>, OrgError> {
+        api::logged_calls(self)
+    }
+
     /// Imports rows in the row format (DESIGN 5.2): every value is checked, all or nothing.
     pub fn import(&self, rows: &RowSet) -> Result<ImportReport, ImportError> {
         rows::import(self, rows)
@@ -201,6 +214,13 @@ impl Org for LocalOrg {
         writes: &'a [Write],
     ) -> OrgFuture<'a, Vec<Result<(), RecordError>>> {
         Box::pin(async move { self.write(writes) })
+    }
+
+    fn call_batch<'a>(
+        &'a self,
+        calls: &'a [ApiCall],
+    ) -> OrgFuture<'a, Vec<Result<Row, RecordError>>> {
+        Box::pin(async move { self.call(calls) })
     }
 }
 

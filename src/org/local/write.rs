@@ -57,11 +57,11 @@ pub(crate) fn apply(
 /// aborts the batch (outer error).
 type Outcome = rusqlite::Result<Result<(), RecordError>>;
 
-struct Context<'a> {
-    connection: &'a Connection,
-    catalogue: &'a Catalogue,
-    caller: Option<&'a str>,
-    now: &'a str,
+pub(super) struct Context<'a> {
+    pub(super) connection: &'a Connection,
+    pub(super) catalogue: &'a Catalogue,
+    pub(super) caller: Option<&'a str>,
+    pub(super) now: &'a str,
 }
 
 fn record_error(code: &'static str, number: i64, message: impl Into<String>) -> RecordError {
@@ -94,7 +94,7 @@ macro_rules! record {
 }
 
 impl Context<'_> {
-    fn apply(&self, write: &Write) -> Outcome {
+    pub(super) fn apply(&self, write: &Write) -> Outcome {
         let entity = record!(self.entity(write.entity()));
         let id = record!(
             normalize_guid(&Value::String(write.id().to_string()))
