@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
@@ -61,6 +61,19 @@ pub struct FileEntry {
     pub checked_at: DateTime<Utc>,
 }
 
+/// A file's valid content that runs nothing because another file holds its workflow name.
+/// Kept so that the file takes the name as soon as the holder lets go of it, without
+/// re-reading the file.
+#[derive(Debug, Clone)]
+pub(crate) struct BlockedWorkflow {
+    pub(crate) workflow: Arc<Workflow>,
+    pub(crate) source: Arc<str>,
+    /// The compile diagnostics of the content (warnings), without the duplicate-name error.
+    pub(crate) diagnostics: Vec<Diagnostic>,
+    /// Byte offset and length of the `name:` value, to locate the duplicate-name error.
+    pub(crate) name_span: (usize, usize),
+}
+
 /// An immutable view of every workflow file and the workflows they run.
 #[derive(Debug, Default)]
 pub struct Snapshot {
@@ -69,6 +82,8 @@ pub struct Snapshot {
     files: BTreeMap<PathBuf, FileEntry>,
     /// Workflow name → the file that runs it.
     names: BTreeMap<String, PathBuf>,
+    /// Files whose valid content waits for its name (see [`BlockedWorkflow`]).
+    blocked: BTreeMap<PathBuf, BlockedWorkflow>,
 }
 
 impl Snapshot {
@@ -91,7 +106,21 @@ impl Snapshot {
             generation,
             files,
             names,
+            blocked: BTreeMap::new(),
         }
+    }
+
+    /// The same snapshot, remembering which files' content waits for its name.
+    pub(crate) fn with_blocked(
+        mut self,
+        blocked: impl IntoIterator<Item = (PathBuf, BlockedWorkflow)>,
+    ) -> Snapshot {
+        self.blocked = blocked.into_iter().collect();
+        self
+    }
+
+    pub(crate) fn blocked(&self) -> &BTreeMap<PathBuf, BlockedWorkflow> {
+        &self.blocked
     }
 
     /// The active workflow called `name`.
@@ -127,6 +156,9 @@ impl Snapshot {
 pub struct Registry {
     current: RwLock<Arc<Snapshot>>,
     generation: watch::Sender<u64>,
+    /// Held by a loader for a whole pass (read files, compile, publish), so that two passes
+    /// never interleave and an older read never overwrites a newer one.
+    reloading: Mutex<()>,
 }
 
 impl Default for Registry {
@@ -141,6 +173,7 @@ impl Registry {
         Registry {
             current: RwLock::new(Arc::new(snapshot)),
             generation,
+            reloading: Mutex::new(()),
         }
     }
 
@@ -184,6 +217,13 @@ impl Registry {
         drop(current);
         self.generation.send_replace(next.generation);
         next
+    }
+
+    /// Serializes loader passes; readers are never blocked by it.
+    pub(crate) fn lock_reloads(&self) -> MutexGuard<'_, ()> {
+        self.reloading
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Wakes whenever a new snapshot is published.
