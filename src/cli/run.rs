@@ -85,6 +85,7 @@ pub(crate) fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
 fn run_workflow(cli: &Cli, args: &RunArgs) -> Result<ExitCode, Refusable> {
     let (config, _) = crate::config::load_config(cli.config.as_deref())?;
     let workflow = load_workflow(&config, &args.workflow)?;
+    let source = workflow_source(&workflow)?;
     let vars = resolve_cli_vars(&workflow.vars, &args.vars).map_err(|e| refuse(e.to_string()))?;
     let mode = if args.sync {
         Mode::Sync
@@ -154,7 +155,12 @@ fn run_workflow(cli: &Cli, args: &RunArgs) -> Result<ExitCode, Refusable> {
             );
             operation
         }
-        None => store.create_operation(&new_operation, now)?,
+        None => {
+            // The version's source goes in first: no operation exists without it, so any
+            // `serve` runs exactly this version, whatever happens to the file meanwhile.
+            crate::engine::launch::save_version(&*store, &workflow, &source, now)?;
+            store.create_operation(&new_operation, now)?
+        }
     };
     let location = format!("/api/operations/{}", operation.id);
     if mode == Mode::Async && !args.wait {
@@ -244,6 +250,26 @@ fn run_workflow(cli: &Cli, args: &RunArgs) -> Result<ExitCode, Refusable> {
             Ok(ExitCode::from(INTERRUPTED))
         }
     }
+}
+
+/// The text `workflow` was compiled from, read again from its file: refused when the file
+/// changed in between (an editor saving at that moment), since the stored version must be the
+/// exact text that hashes to `workflow.version`.
+fn workflow_source(workflow: &Workflow) -> Result<String, Refusable> {
+    let source = crate::load::read_source(&workflow.file).map_err(|unreadable| {
+        refuse(format!(
+            "cannot read {} again: {}",
+            workflow.file.display(),
+            unreadable.diagnostic.message
+        ))
+    })?;
+    if crate::compile::content_hash(&source.text) != workflow.version {
+        return Err(refuse(format!(
+            "{} changed while it was being loaded; nothing was started, run it again",
+            workflow.file.display()
+        )));
+    }
+    Ok(source.text)
 }
 
 /// The commit of `file` when it sits unmodified (and neither untracked nor ignored) in a git

@@ -9,12 +9,16 @@ use crate::compile::{Mode, Overlap, Workflow};
 use crate::org::{Org, OrgError, PageRequest};
 use crate::store::{
     NewOperation, Operation, OperationFilter, OperationStatus, StateStore, StoreError, Trigger,
+    WorkflowVersion,
 };
 
 /// What to start.
 #[derive(Debug, Clone)]
 pub struct LaunchRequest<'a> {
     pub workflow: &'a Workflow,
+    /// The exact text `workflow` was compiled from (`ActiveWorkflow::source`); stored with the
+    /// operation's version so that it runs with this version on any node, after any edit.
+    pub source: &'a str,
     /// Resolved run vars (defaults merged with overrides, typed).
     pub vars: Vec<(String, Value)>,
     pub trigger: Trigger,
@@ -53,9 +57,11 @@ impl Launch {
     }
 }
 
-/// Creates the operation for `request`, applying `overlap` when asked.
+/// Creates the operation for `request`, applying `overlap` when asked. The workflow's version
+/// is stored first (see [`save_version`]), so no operation ever exists without its source.
 pub fn launch(store: &dyn StateStore, request: &LaunchRequest<'_>) -> Result<Launch, StoreError> {
     let workflow = request.workflow;
+    save_version(store, workflow, request.source, request.now)?;
     let mut canceled = Vec::new();
     if request.apply_overlap && workflow.overlap != Overlap::Queue {
         let active = active_operations(store, &workflow.name)?;
@@ -101,6 +107,23 @@ pub fn launch(store: &dyn StateStore, request: &LaunchRequest<'_>) -> Result<Lau
             operation,
             canceled,
         }
+    })
+}
+
+/// Stores the source of `workflow`'s version (idempotent), for whoever executes one of its
+/// operations later: refused when `source` is not the text `workflow` was compiled from.
+pub fn save_version(
+    store: &dyn StateStore,
+    workflow: &Workflow,
+    source: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    store.save_workflow_version(&WorkflowVersion {
+        version: workflow.version.clone(),
+        name: workflow.name.clone(),
+        path: workflow.file.clone(),
+        source: source.to_string(),
+        first_seen: now,
     })
 }
 
@@ -162,5 +185,81 @@ pub async fn count_selection(org: &dyn Org, fetchxml: &str, limit: u64) -> Resul
             count: Some(crate::engine::MAX_PAGE_SIZE),
             paging_cookie: page.paging_cookie,
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::compile::{CompileContext, compile_source};
+    use crate::metadata::Catalogue;
+    use crate::source::SourceFile;
+    use crate::store::SqliteStateStore;
+
+    const SOURCE: &str = "name: stamp\nselect:\n  fetchxml: |\n    <fetch>\n      \
+                          <entity name=\"account\">\n        <attribute name=\"name\"/>\n      \
+                          </entity>\n    </fetch>\nactions:\n  - update:\n      set:\n        \
+                          description: \"stamped\"\n";
+
+    fn compiled(source: &str) -> Workflow {
+        let catalogue = Catalogue::builtin();
+        let context = CompileContext {
+            catalogue: &catalogue,
+            connections: None,
+        };
+        let outcome = compile_source(SourceFile::new("workflows/stamp.yaml", source), &context);
+        outcome
+            .workflow
+            .unwrap_or_else(|| panic!("{:#?}", outcome.diagnostics))
+    }
+
+    fn request<'a>(workflow: &'a Workflow, source: &'a str) -> LaunchRequest<'a> {
+        LaunchRequest {
+            workflow,
+            source,
+            vars: Vec::new(),
+            trigger: Trigger::Api,
+            mode: Mode::Async,
+            git_commit: None,
+            now: Utc.with_ymd_and_hms(2026, 11, 26, 9, 0, 0).unwrap(),
+            apply_overlap: false,
+        }
+    }
+
+    #[test]
+    fn a_launch_stores_the_source_of_its_version() {
+        let store = SqliteStateStore::in_memory().unwrap();
+        let workflow = compiled(SOURCE);
+        let launched = launch(&store, &request(&workflow, SOURCE)).unwrap();
+        let operation = launched.operation().unwrap();
+        let stored = store
+            .workflow_version(&operation.workflow_version)
+            .unwrap()
+            .expect("the version is stored with the operation");
+        assert_eq!(stored.source, SOURCE);
+        assert_eq!(stored.name, "stamp");
+        assert_eq!(stored.path, workflow.file);
+        // A second launch of the same version keeps the one row.
+        launch(&store, &request(&workflow, SOURCE)).unwrap();
+        assert_eq!(
+            store.workflow_version(&workflow.version).unwrap(),
+            Some(stored)
+        );
+    }
+
+    #[test]
+    fn a_launch_with_a_source_that_is_not_its_version_creates_nothing() {
+        let store = SqliteStateStore::in_memory().unwrap();
+        let workflow = compiled(SOURCE);
+        let edited = SOURCE.replace("stamped", "edited");
+        let error = launch(&store, &request(&workflow, &edited)).unwrap_err();
+        assert!(
+            matches!(error, StoreError::WorkflowVersionMismatch { .. }),
+            "{error}"
+        );
+        let page = store.list(&OperationFilter::default()).unwrap();
+        assert!(page.operations.is_empty(), "{:?}", page.operations);
     }
 }

@@ -44,6 +44,11 @@ pub enum StoreError {
     #[error("operation {id} cannot finish as {}: not a final status", status.as_str())]
     StatusNotFinal { id: String, status: OperationStatus },
 
+    #[error(
+        "workflow {name}: the source given for version {version} has another content hash; pass the text the version was compiled from"
+    )]
+    WorkflowVersionMismatch { name: String, version: String },
+
     #[error("invalid page cursor `{cursor}`")]
     InvalidCursor { cursor: String },
 
@@ -87,6 +92,7 @@ impl StoreError {
             StoreError::WorkflowBusy { .. } => "WorkflowBusy",
             StoreError::AlreadyFinished { .. } => "AlreadyFinished",
             StoreError::StatusNotFinal { .. } => "StatusNotFinal",
+            StoreError::WorkflowVersionMismatch { .. } => "WorkflowVersionMismatch",
             StoreError::InvalidCursor { .. } => "InvalidCursor",
             StoreError::CorruptData { .. } => "CorruptData",
             StoreError::NotAStateStore { .. } => "NotAStateStore",

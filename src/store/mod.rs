@@ -17,6 +17,9 @@
 //!   `canceling`, so queued runs start in creation order.
 //! - A checkpoint, the counts and the batch's failures are written together; the final status
 //!   and the callback's outbox row are written together.
+//! - Every workflow version an operation is created from has its source stored
+//!   ([`WorkflowVersion`]), so an operation runs with its own version on any node, after any
+//!   restart, whatever happened to the file since.
 
 mod codec;
 mod delivery;
@@ -27,6 +30,7 @@ mod operation;
 mod sqlite;
 #[cfg(test)]
 mod tests;
+mod workflow_version;
 
 use std::time::Duration;
 
@@ -43,6 +47,7 @@ pub use operation::{
     Trigger, UnknownStatus, UnknownTrigger,
 };
 pub use sqlite::SqliteStateStore;
+pub use workflow_version::WorkflowVersion;
 
 /// The page size when a filter asks for none, and the largest page a caller gets.
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
@@ -233,4 +238,12 @@ pub trait StateStore: Send + Sync {
 
     /// The latest claimed fire instant of a workflow.
     fn last_fire(&self, workflow: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Stores a workflow version's source text, if not stored yet (idempotent: saving a
+    /// version again keeps the first row and its `first_seen`). Refused with
+    /// [`StoreError::WorkflowVersionMismatch`] when `source` does not hash to `version`.
+    fn save_workflow_version(&self, version: &WorkflowVersion) -> Result<(), StoreError>;
+
+    /// The stored source of a workflow version, if any.
+    fn workflow_version(&self, version: &str) -> Result<Option<WorkflowVersion>, StoreError>;
 }

@@ -19,7 +19,7 @@ use crate::store::{
     AttemptOutcome, Checkpoint, CheckpointSaved, Counts, DEFAULT_PAGE_SIZE, Delivery, DeliveryLog,
     DeliveryStatus, FailurePage, MAX_PAGE_SIZE, NewDelivery, NewOperation, Operation,
     OperationError, OperationFilter, OperationPage, OperationStatus, RecordFailure, StateStore,
-    StoreError,
+    StoreError, WorkflowVersion,
 };
 
 /// How long a connection waits for another one's write lock before giving up with a
@@ -908,5 +908,51 @@ impl StateStore for SqliteStateStore {
             .flatten();
         last.map(|text| parse_time("fire_claims.instant", &text))
             .transpose()
+    }
+
+    fn save_workflow_version(&self, version: &WorkflowVersion) -> Result<(), StoreError> {
+        if crate::compile::content_hash(&version.source) != version.version {
+            return Err(StoreError::WorkflowVersionMismatch {
+                name: version.name.clone(),
+                version: version.version.clone(),
+            });
+        }
+        // A plain insert that keeps an existing row: the first writer's `first_seen` stays,
+        // and several processes saving one version at once never conflict.
+        self.connection()
+            .prepare_cached(
+                "INSERT INTO workflow_versions (version, name, path, source, first_seen) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (version) DO NOTHING",
+            )?
+            .execute(params![
+                version.version,
+                version.name,
+                version.path.to_string_lossy(),
+                version.source,
+                time_text(version.first_seen),
+            ])?;
+        Ok(())
+    }
+
+    fn workflow_version(&self, version: &str) -> Result<Option<WorkflowVersion>, StoreError> {
+        let connection = self.connection();
+        let row: Option<(String, String, String, String)> = connection
+            .prepare_cached(
+                "SELECT name, path, source, first_seen FROM workflow_versions WHERE version = ?1",
+            )?
+            .query_row([version], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })
+            .optional()?;
+        row.map(|(name, path, source, first_seen)| {
+            Ok(WorkflowVersion {
+                version: version.to_string(),
+                name,
+                path: PathBuf::from(path),
+                source,
+                first_seen: parse_time("workflow_versions.first_seen", &first_seen)?,
+            })
+        })
+        .transpose()
     }
 }

@@ -12,7 +12,7 @@ use rusqlite::Connection;
 use crate::store::{
     AttemptOutcome, Checkpoint, Counts, DeliveryStatus, Mode, NewDelivery, NewOperation,
     OperationError, OperationFilter, OperationStatus, RecordFailure, SecretParts, SqliteStateStore,
-    StateStore, StoreError, Trigger,
+    StateStore, StoreError, Trigger, WorkflowVersion,
 };
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -948,7 +948,7 @@ fn migrations_are_idempotent_and_a_newer_schema_is_refused() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(versions, [1]);
+    assert_eq!(versions, [1, 2]);
     drop(store);
 
     Connection::open(&path)
@@ -961,7 +961,7 @@ fn migrations_are_idempotent_and_a_newer_schema_is_refused() {
             error,
             StoreError::NewerSchema {
                 found: 7,
-                supported: 1
+                supported: 2
             }
         ),
         "{error}"
@@ -1125,4 +1125,80 @@ fn an_operation_canceled_while_waiting_can_still_send_its_callback() {
         store.enqueue_delivery("nope", &delivery("d-2"), at(3)),
         Err(StoreError::OperationNotFound { .. })
     ));
+}
+
+fn workflow_version(source: &str, seconds: i64) -> WorkflowVersion {
+    WorkflowVersion {
+        version: crate::compile::content_hash(source),
+        name: "territory".into(),
+        path: PathBuf::from("workflows/territory.yaml"),
+        source: source.into(),
+        first_seen: at(seconds),
+    }
+}
+
+#[test]
+fn workflow_versions_are_stored_once_and_read_back_byte_for_byte() {
+    let store = SqliteStateStore::in_memory().unwrap();
+    let first = workflow_version("name: territory\n# v1 \u{e9}\r\n", 0);
+    assert_eq!(store.workflow_version(&first.version).unwrap(), None);
+    store.save_workflow_version(&first).unwrap();
+    // Saving again (another run of the same version, another node) keeps the first row.
+    let again = WorkflowVersion {
+        first_seen: at(60),
+        path: PathBuf::from("elsewhere.yaml"),
+        ..first.clone()
+    };
+    store.save_workflow_version(&again).unwrap();
+    assert_eq!(
+        store.workflow_version(&first.version).unwrap(),
+        Some(first.clone())
+    );
+    let second = workflow_version("name: territory\n# v2\n", 120);
+    store.save_workflow_version(&second).unwrap();
+    assert_eq!(
+        store.workflow_version(&second.version).unwrap(),
+        Some(second)
+    );
+    assert_eq!(store.workflow_version(&first.version).unwrap(), Some(first));
+}
+
+#[test]
+fn a_workflow_version_whose_source_does_not_match_its_hash_is_refused() {
+    let store = SqliteStateStore::in_memory().unwrap();
+    let mut wrong = workflow_version("name: territory\n", 0);
+    wrong.source.push_str("# edited after hashing\n");
+    let error = store.save_workflow_version(&wrong).unwrap_err();
+    assert!(
+        matches!(error, StoreError::WorkflowVersionMismatch { .. }),
+        "{error}"
+    );
+    assert_eq!(error.code(), "WorkflowVersionMismatch");
+    assert_eq!(store.workflow_version(&wrong.version).unwrap(), None);
+}
+
+#[test]
+fn workflow_versions_survive_reopening_and_an_upgrade_from_schema_1() {
+    let path = temp_file("versions-upgrade");
+    // A store as version 1 left it: only migration 1 applied.
+    drop(SqliteStateStore::open(&path).unwrap());
+    {
+        let connection = Connection::open(&path).unwrap();
+        connection
+            .execute_batch(
+                "DROP TABLE workflow_versions; DELETE FROM schema_migrations WHERE version = 2;",
+            )
+            .unwrap();
+    }
+    let store = SqliteStateStore::open(&path).unwrap();
+    let version = workflow_version("name: territory\n", 0);
+    store.save_workflow_version(&version).unwrap();
+    drop(store);
+    let reopened = SqliteStateStore::open(&path).unwrap();
+    assert_eq!(
+        reopened.workflow_version(&version.version).unwrap(),
+        Some(version)
+    );
+    drop(reopened);
+    let _ = std::fs::remove_dir_all(path.parent().unwrap().parent().unwrap());
 }

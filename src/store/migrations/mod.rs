@@ -3,6 +3,7 @@
 //! fetchflow is refused. One file per version (`v1.rs`, ...), never edited once released.
 
 mod v1;
+mod v2;
 
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -14,13 +15,19 @@ struct Migration {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: v1::SQL,
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: v1::SQL,
+    },
+    Migration {
+        version: 2,
+        sql: v2::SQL,
+    },
+];
 
 /// The newest schema version this build knows.
-pub(crate) const SUPPORTED_VERSION: i64 = 1;
+pub(crate) const SUPPORTED_VERSION: i64 = 2;
 
 /// Brings the database to [`SUPPORTED_VERSION`]. Safe to call on every open and from several
 /// processes at once: the check and the migrations run in one immediate transaction.
