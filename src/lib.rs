@@ -22,3 +22,4 @@ pub mod serve;
 pub mod source;
 pub mod store;
 pub mod template;
+pub mod view;

@@ -42,9 +42,8 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
-use serde_json::{Value, json};
 
 use crate::callback::location_of;
 use crate::cli::Cli;
@@ -53,6 +52,9 @@ use crate::store::{
     AttemptOutcome, DeliveryLog, FailurePage, MAX_PAGE_SIZE, Mode, NewOperation, Operation,
     OperationFilter, OperationStatus, RecordFailure, SqliteStateStore, StateStore, StoreError,
     Trigger,
+};
+use crate::view::{
+    ShownDelivery, failure_page_json, operation_detail_json, operation_json, operation_page_json,
 };
 
 /// The shortest id prefix `ops` resolves.
@@ -281,10 +283,7 @@ fn list(store: &dyn StateStore, args: &ListArgs) -> Result<(), Outcome> {
     let mut out = String::new();
     match args.format {
         OpsFormat::Json => {
-            let document = json!({
-                "operations": page.operations.iter().map(operation_json).collect::<Vec<_>>(),
-                "next_cursor": page.next_cursor,
-            });
+            let document = operation_page_json(&page);
             writeln!(out, "{}", serde_json::to_string_pretty(&document)?)?;
         }
         OpsFormat::Human => {
@@ -321,38 +320,10 @@ fn show(store: &dyn StateStore, args: &ShowArgs) -> Result<(), Outcome> {
     let operation = resolve(store, &args.id)?;
     let deliveries = store.deliveries(&operation.id).map_err(store_error)?;
     let text = match args.format {
-        OpsFormat::Json => {
-            let mut document = operation_json(&operation);
-            if let Value::Object(map) = &mut document {
-                map.insert("vars".into(), Value::Object(operation.vars.clone()));
-                map.insert(
-                    "checkpoint".into(),
-                    operation
-                        .checkpoint
-                        .as_ref()
-                        .map_or(Value::Null, |checkpoint| {
-                            json!({
-                                "page": checkpoint.page,
-                                "paging_cookie": checkpoint.paging_cookie,
-                                "records_done": checkpoint.records_done,
-                                "batches_done": checkpoint.batches_done,
-                            })
-                        }),
-                );
-                map.insert(
-                    "lease".into(),
-                    operation.lease.as_ref().map_or(Value::Null, |lease| {
-                        json!({"worker": lease.worker, "expires_at": instant(lease.expires_at)})
-                    }),
-                );
-                map.insert("record_filter".into(), json!(operation.record_filter));
-                map.insert(
-                    "deliveries".into(),
-                    deliveries.iter().map(delivery_json).collect(),
-                );
-            }
-            format!("{}\n", serde_json::to_string_pretty(&document)?)
-        }
+        OpsFormat::Json => format!(
+            "{}\n",
+            serde_json::to_string_pretty(&operation_detail_json(&operation, &deliveries))?
+        ),
         OpsFormat::Human => show_human(&operation, &deliveries)?,
     };
     print(&text)
@@ -389,11 +360,7 @@ fn failures(store: &dyn StateStore, args: &FailuresArgs) -> Result<(), Outcome> 
             }
         }
         FailuresFormat::Json => {
-            let document = json!({
-                "operation_id": id,
-                "failures": page.failures.iter().map(failure_json).collect::<Vec<_>>(),
-                "next_cursor": page.next_cursor,
-            });
+            let document = failure_page_json(id, &page);
             writeln!(out, "{}", serde_json::to_string_pretty(&document)?)?;
         }
         FailuresFormat::Human => failures_human(&mut out, &operation, &page)?,
@@ -553,10 +520,6 @@ fn display_status(status: OperationStatus) -> &'static str {
     }
 }
 
-fn instant(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
-}
-
 fn human_time(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%SZ").to_string()
 }
@@ -608,117 +571,6 @@ fn table<const N: usize>(rows: impl Iterator<Item = [String; N]>) -> String {
         out.push('\n');
     }
     out
-}
-
-fn operation_json(operation: &Operation) -> Value {
-    let counts = operation.counts;
-    json!({
-        "id": operation.id,
-        "workflow": operation.workflow,
-        "workflow_version": operation.workflow_version,
-        "git_commit": operation.git_commit,
-        "connection": operation.connection,
-        "mode": operation.mode.as_str(),
-        "trigger": operation.trigger.to_string(),
-        "status": operation.status.as_str(),
-        "state_code": operation.status.state_code(),
-        "status_code": operation.status.status_code(),
-        "counts": {
-            "selected": counts.selected,
-            "succeeded": counts.succeeded,
-            "failed": counts.failed,
-            "skipped": counts.skipped,
-        },
-        "created_at": instant(operation.created_at),
-        "started_at": operation.started_at.map(instant),
-        "finished_at": operation.finished_at.map(instant),
-        "updated_at": instant(operation.updated_at),
-        "now": instant(operation.now),
-        "error": operation.error.as_ref().map(|error| {
-            json!({"code": error.code, "message": error.message})
-        }),
-        "cancel_requested": operation.cancel_requested,
-        "retry_of": operation.retry_of,
-        "location": location_of(&operation.id),
-    })
-}
-
-/// A delivery as it may be shown: secret parts redacted, the signature left out.
-struct ShownDelivery<'a> {
-    log: &'a DeliveryLog,
-}
-
-impl ShownDelivery<'_> {
-    fn body(&self) -> String {
-        let delivery = &self.log.delivery;
-        if delivery.secret_parts.body {
-            format!("<redacted: {} bytes>", delivery.body.len())
-        } else {
-            String::from_utf8_lossy(&delivery.body).into_owned()
-        }
-    }
-
-    /// An error text with a secret URL taken out (transport errors often quote the URL).
-    fn error(&self, text: &str) -> String {
-        let delivery = &self.log.delivery;
-        if delivery.secret_parts.url && !delivery.url.is_empty() {
-            text.replace(&delivery.url, delivery.shown_url())
-        } else {
-            text.to_string()
-        }
-    }
-}
-
-fn delivery_json(log: &DeliveryLog) -> Value {
-    let shown = ShownDelivery { log };
-    let delivery = &log.delivery;
-    let attempts: Vec<Value> = log
-        .attempts
-        .iter()
-        .map(|attempt| {
-            let (status_code, error) = match &attempt.outcome {
-                AttemptOutcome::Status(code) => (Some(*code), None),
-                AttemptOutcome::Error(error) => (None, Some(shown.error(error))),
-            };
-            json!({
-                "attempt": attempt.attempt,
-                "at": instant(attempt.at),
-                "status_code": status_code,
-                "error": error,
-            })
-        })
-        .collect();
-    json!({
-        "id": delivery.id,
-        "method": delivery.method,
-        "url": delivery.shown_url(),
-        "headers": delivery
-            .shown_headers()
-            .into_iter()
-            .map(|(name, value)| json!({"name": name, "value": value}))
-            .collect::<Vec<_>>(),
-        "body": shown.body(),
-        "signed": delivery.signature.is_some(),
-        "status": delivery.status.as_str(),
-        "attempts": delivery.attempts,
-        "next_attempt_at": delivery.next_attempt_at.map(instant),
-        "last_error": delivery.last_error.as_deref().map(|error| shown.error(error)),
-        "delivered_at": delivery.delivered_at.map(instant),
-        "created_at": instant(delivery.created_at),
-        "attempt_log": attempts,
-    })
-}
-
-fn failure_json(failure: &RecordFailure) -> Value {
-    json!({
-        "record_id": failure.record_id,
-        "action_index": failure.action_index,
-        "action": failure.action,
-        "code": failure.code,
-        "message": failure.message,
-        "attempts": failure.attempts,
-        "at": instant(failure.at),
-    })
 }
 
 fn show_human(operation: &Operation, deliveries: &[DeliveryLog]) -> Result<String, Outcome> {
