@@ -8,6 +8,7 @@ mod plan;
 mod render;
 mod run;
 mod schedule;
+mod serve;
 mod validate;
 
 pub(crate) use org::open_default_org;
@@ -42,6 +43,8 @@ pub enum Command {
     Org(org::OrgArgs),
     /// Background operations: list, show, failures, cancel, retry.
     Ops(ops::OpsArgs),
+    /// The service: hot-reloaded workflows, cron schedules, workers, the HTTP API and webhooks.
+    Serve(serve::ServeArgs),
 }
 
 /// Output formats of commands that report diagnostics or data.
@@ -69,6 +72,7 @@ pub fn run() -> ExitCode {
         Command::Plan(args) => plan::run(&cli, args),
         Command::Run(args) => run::run(&cli, args),
         Command::Ops(args) => ops::run(&cli, args),
+        Command::Serve(args) => serve::run(&cli, args),
     };
     match result {
         Ok(code) => code,
