@@ -58,7 +58,9 @@ impl Launch {
 }
 
 /// Creates the operation for `request`, applying `overlap` when asked. The workflow's version
-/// is stored first (see [`save_version`]), so no operation ever exists without its source.
+/// is stored first (see [`save_version`]), so no operation ever exists without its source. A
+/// cron fire (`Trigger::Cron`) claims its instant atomically with its operation, or, when
+/// skipped, on its own; an instant claimed before is [`StoreError::FireClaimed`].
 pub fn launch(store: &dyn StateStore, request: &LaunchRequest<'_>) -> Result<Launch, StoreError> {
     let workflow = request.workflow;
     save_version(store, workflow, request.source, request.now)?;
@@ -68,6 +70,16 @@ pub fn launch(store: &dyn StateStore, request: &LaunchRequest<'_>) -> Result<Lau
         match workflow.overlap {
             Overlap::Skip => {
                 if let Some(operation) = active.first() {
+                    // A skipped fire is still a handled fire: claimed, so another node skips it
+                    // too and start-up does not run it as missed.
+                    if let Trigger::Cron { instant } = request.trigger
+                        && !store.claim_fire(&workflow.name, instant, request.now)?
+                    {
+                        return Err(StoreError::FireClaimed {
+                            workflow: workflow.name.clone(),
+                            instant,
+                        });
+                    }
                     return Ok(Launch::Skipped {
                         active: operation.id.clone(),
                     });

@@ -32,6 +32,9 @@ pub struct Metrics {
     pub fires: AtomicU64,
     /// Fires not run because of `overlap: skip`, or claimed by another node.
     pub fires_skipped: AtomicU64,
+    /// Fires missed during downtime and run at start-up (their lag is the downtime, so they
+    /// stay out of the lag histogram).
+    pub missed_fires: AtomicU64,
     fire_lag_buckets: [AtomicU64; FIRE_LAG_BUCKETS.len()],
     fire_lag_count: AtomicU64,
     fire_lag_sum_micros: AtomicU64,
@@ -47,6 +50,28 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// An engine retry observer counting every retried org request in `org_retries`, and
+    /// logging throttling with the wait the org asked for.
+    pub fn retry_observer(self: &std::sync::Arc<Self>) -> crate::engine::RetryObserver {
+        let metrics = self.clone();
+        std::sync::Arc::new(move |error: &crate::org::OrgError, wait: Duration| {
+            metrics.org_retries.fetch_add(1, Ordering::Relaxed);
+            if error.retry_after.is_some() {
+                tracing::warn!(
+                    code = error.code,
+                    wait_ms = wait.as_millis() as u64,
+                    "The org is throttling; waiting as told (Retry-After)."
+                );
+            } else {
+                tracing::debug!(
+                    code = error.code,
+                    wait_ms = wait.as_millis() as u64,
+                    "Retrying an org request after a transient error."
+                );
+            }
+        })
+    }
+
     pub fn reload(&self, ok: bool) {
         let counter = if ok {
             &self.reloads_ok
@@ -168,6 +193,13 @@ impl Metrics {
             "counter",
             "Schedule fires that started an operation.",
             &[("", load(&self.fires))],
+        );
+        family(
+            &mut out,
+            "fetchflow_missed_fires_total",
+            "counter",
+            "Fires missed during downtime and run once at start-up (not in the lag histogram).",
+            &[("", load(&self.missed_fires))],
         );
         family(
             &mut out,

@@ -1,6 +1,7 @@
 //! The scheduler: turns the cron triggers of the registry's workflows into operations. Every
-//! fire instant is claimed in the state store before its operation is created, so one instant
-//! runs once even with several `serve` processes on one store (DESIGN 8).
+//! fire instant is claimed in the state store in the same transaction that creates its
+//! operation, so one instant runs once even with several `serve` processes on one store
+//! (DESIGN 8), and a crash never leaves an instant claimed without its operation.
 //!
 //! [`Scheduler`] is the deterministic core: it holds the next fire of every cron trigger in a
 //! min-heap keyed by instant, so a tick costs O(due · log n) however many workflows are loaded,
@@ -98,8 +99,6 @@ struct ScheduledWorkflow {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct RetryState {
     instant: DateTime<Utc>,
-    /// The instant was already claimed by this process; only the launch is left to do.
-    claimed: bool,
 }
 
 /// One heap entry: something to do for a workflow at `due`.
@@ -252,7 +251,7 @@ impl Scheduler {
                         );
                     }
                     if fired.insert((pending.workflow.clone(), instant)) {
-                        let report = self.fire(state, &pending, &active, instant, false, now);
+                        let report = self.fire(state, &pending, &active, instant, now);
                         reports.push(report);
                     }
                 }
@@ -262,16 +261,14 @@ impl Scheduler {
                     }
                 }
                 Task::Retry { instant } => {
-                    let Some(retry) = scheduled.retry.filter(|retry| retry.instant == instant)
-                    else {
+                    if scheduled.retry.is_none_or(|retry| retry.instant != instant) {
                         continue;
-                    };
+                    }
                     if let Some(scheduled) = self.workflows.get_mut(&pending.workflow) {
                         scheduled.retry = None;
                     }
                     if fired.insert((pending.workflow.clone(), instant)) {
-                        let report =
-                            self.fire(state, &pending, &active, instant, retry.claimed, now);
+                        let report = self.fire(state, &pending, &active, instant, now);
                         reports.push(report);
                     }
                 }
@@ -350,53 +347,43 @@ impl Scheduler {
             .map(|fire| fire.utc)
             .max()?;
         tracing::info!(workflow = %active.name(), instant = %missed, "Running a fire missed during downtime.");
-        Some(self.fire(state, pending, active, missed, false, now))
+        Some(self.fire(state, pending, active, missed, now))
     }
 
-    /// Claims `instant` (unless already claimed) and launches its operation.
+    /// Launches the operation of `instant`; the launch claims the instant with it.
     fn fire(
         &mut self,
         state: &ServeState,
         pending: &Pending,
         active: &ActiveWorkflow,
         instant: DateTime<Utc>,
-        already_claimed: bool,
         now: DateTime<Utc>,
     ) -> FireReport {
         let name = active.name();
-        let mut claimed = already_claimed;
-        let result = (|| {
-            if !claimed {
-                if !state.store.claim_fire(name, instant, now)? {
-                    return Ok(None);
-                }
-                claimed = true;
-            }
-            let request = LaunchRequest {
-                workflow: &active.workflow,
-                source: &active.source,
-                vars: active.workflow.vars.clone(),
-                trigger: Trigger::Cron { instant },
-                mode: Mode::Async,
-                git_commit: None,
-                now,
-                apply_overlap: true,
-            };
-            launch(state.store.as_ref(), &request).map(Some)
-        })();
-        let outcome = match result {
-            Ok(Some(launched)) => {
+        let request = LaunchRequest {
+            workflow: &active.workflow,
+            source: &active.source,
+            vars: active.workflow.vars.clone(),
+            trigger: Trigger::Cron { instant },
+            mode: Mode::Async,
+            git_commit: None,
+            now,
+            apply_overlap: true,
+        };
+        let outcome = match launch(state.store.as_ref(), &request) {
+            Ok(launched) => {
                 self.forget_older_retry(&pending.workflow, instant);
-                self.record_launch(state, name, instant, &launched);
+                let catch_up = matches!(pending.task, Task::CatchUp { .. });
+                self.record_launch(state, name, instant, &launched, catch_up);
                 FireOutcome::Launched(Box::new(launched))
             }
-            Ok(None) => {
+            Err(StoreError::FireClaimed { .. }) => {
                 self.forget_older_retry(&pending.workflow, instant);
                 tracing::debug!(workflow = %name, %instant, "Fire already claimed by another scheduler.");
                 state.metrics.fire_skipped();
                 FireOutcome::AlreadyClaimed
             }
-            Err(error) => self.retry_later(pending, active, instant, claimed, &error, now),
+            Err(error) => self.retry_later(pending, active, instant, &error, now),
         };
         FireReport {
             workflow: name.to_string(),
@@ -420,6 +407,7 @@ impl Scheduler {
         name: &str,
         instant: DateTime<Utc>,
         launched: &Launch,
+        catch_up: bool,
     ) {
         match launched {
             Launch::Skipped { active } => {
@@ -430,7 +418,14 @@ impl Scheduler {
                 let lag = (state.clock.now() - instant)
                     .to_std()
                     .unwrap_or(Duration::ZERO);
-                state.metrics.fire(lag);
+                if catch_up {
+                    state
+                        .metrics
+                        .missed_fires
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                } else {
+                    state.metrics.fire(lag);
+                }
                 if let Launch::Replaced { canceled, .. } = launched {
                     tracing::info!(workflow = %name, %instant, operation = %operation.id, canceled = ?canceled, "Fire replaced the active operation.");
                 } else {
@@ -448,7 +443,6 @@ impl Scheduler {
         pending: &Pending,
         active: &ActiveWorkflow,
         instant: DateTime<Utc>,
-        claimed: bool,
         error: &StoreError,
         now: DateTime<Utc>,
     ) -> FireOutcome {
@@ -472,7 +466,7 @@ impl Scheduler {
         }
         let retry_at = now + retry_delay();
         if let Some(scheduled) = self.workflows.get_mut(&pending.workflow) {
-            scheduled.retry = Some(RetryState { instant, claimed });
+            scheduled.retry = Some(RetryState { instant });
         }
         self.push(
             retry_at,

@@ -341,6 +341,7 @@ async fn execute_claimed(
         shutdown: Some(shutdown),
         progress: Some(count_records(&state, operation.counts)),
         secrets: state.secrets.clone(),
+        on_retry: Some(state.metrics.retry_observer()),
         ..ExecuteOptions::default()
     };
     Ok(execute(

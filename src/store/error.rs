@@ -38,6 +38,14 @@ pub enum StoreError {
         active: String,
     },
 
+    /// A cron operation's fire instant was already claimed (by another scheduler, or by a
+    /// skipped fire): the operation was not created.
+    #[error("the fire of workflow {workflow} at {instant} was already claimed")]
+    FireClaimed {
+        workflow: String,
+        instant: DateTime<Utc>,
+    },
+
     #[error("operation {id} has already finished ({})", status.as_str())]
     AlreadyFinished { id: String, status: OperationStatus },
 
@@ -90,6 +98,7 @@ impl StoreError {
             StoreError::LeaseLost { .. } => "LeaseLost",
             StoreError::LeaseHeld { .. } => "LeaseHeld",
             StoreError::WorkflowBusy { .. } => "WorkflowBusy",
+            StoreError::FireClaimed { .. } => "FireClaimed",
             StoreError::AlreadyFinished { .. } => "AlreadyFinished",
             StoreError::StatusNotFinal { .. } => "StatusNotFinal",
             StoreError::WorkflowVersionMismatch { .. } => "WorkflowVersionMismatch",

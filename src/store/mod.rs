@@ -88,7 +88,9 @@ pub struct CheckpointSaved {
 
 /// The state store. See the module documentation for the contract.
 pub trait StateStore: Send + Sync {
-    /// Stores a new `waiting` operation created at `now`.
+    /// Stores a new `waiting` operation created at `now`. A cron operation (`Trigger::Cron`)
+    /// claims its fire instant in the same transaction, and is refused with
+    /// [`StoreError::FireClaimed`] when the instant was claimed before.
     fn create_operation(
         &self,
         operation: &NewOperation,

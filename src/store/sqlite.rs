@@ -19,7 +19,7 @@ use crate::store::{
     AttemptOutcome, Checkpoint, CheckpointSaved, Counts, DEFAULT_PAGE_SIZE, Delivery, DeliveryLog,
     DeliveryStatus, FailurePage, MAX_PAGE_SIZE, NewDelivery, NewOperation, Operation,
     OperationError, OperationFilter, OperationPage, OperationStatus, RecordFailure, StateStore,
-    StoreError, WorkflowVersion,
+    StoreError, Trigger, WorkflowVersion,
 };
 
 /// How long a connection waits for another one's write lock before giving up with a
@@ -360,6 +360,26 @@ impl StateStore for SqliteStateStore {
                 return Err(StoreError::OperationNotFound {
                     id: retry_of.clone(),
                 });
+            }
+            // A cron operation claims its fire instant with it: a crash can never leave an
+            // instant claimed without its operation (a lost fire), nor create two.
+            if let Trigger::Cron { instant } = operation.trigger {
+                let claimed = transaction
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO fire_claims (workflow, instant, claimed_at) \
+                         VALUES (?1, ?2, ?3)",
+                    )?
+                    .execute(params![
+                        operation.workflow,
+                        time_text(instant),
+                        time_text(now)
+                    ])?;
+                if claimed == 0 {
+                    return Err(StoreError::FireClaimed {
+                        workflow: operation.workflow.clone(),
+                        instant,
+                    });
+                }
             }
             transaction
                 .prepare_cached(

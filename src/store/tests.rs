@@ -132,6 +132,47 @@ fn triggers_round_trip_through_text() {
     }
 }
 
+/// A cron operation claims its instant in the transaction that creates it: a second operation
+/// for the instant, or one for an instant claimed by a skipped fire, is refused and nothing is
+/// stored; the claim is the workflow's last fire.
+#[test]
+fn a_cron_operation_claims_its_fire_instant_with_it() {
+    let store = SqliteStateStore::in_memory().unwrap();
+    let mut first = new_operation("op-cron-1");
+    first.trigger = Trigger::Cron { instant: at(-60) };
+    store.create_operation(&first, at(0)).unwrap();
+    assert_eq!(store.last_fire(&first.workflow).unwrap(), Some(at(-60)));
+    assert!(!store.claim_fire(&first.workflow, at(-60), at(1)).unwrap());
+
+    let mut again = new_operation("op-cron-2");
+    again.workflow = first.workflow.clone();
+    again.trigger = Trigger::Cron { instant: at(-60) };
+    let refused = store.create_operation(&again, at(2)).unwrap_err();
+    assert!(
+        matches!(&refused, StoreError::FireClaimed { instant, .. } if *instant == at(-60)),
+        "{refused:?}"
+    );
+    assert_eq!(refused.code(), "FireClaimed");
+    assert!(matches!(
+        store.get("op-cron-2"),
+        Err(StoreError::OperationNotFound { .. })
+    ));
+
+    assert!(store.claim_fire(&first.workflow, at(0), at(3)).unwrap());
+    let mut skipped = new_operation("op-cron-3");
+    skipped.workflow = first.workflow.clone();
+    skipped.trigger = Trigger::Cron { instant: at(0) };
+    assert!(matches!(
+        store.create_operation(&skipped, at(4)),
+        Err(StoreError::FireClaimed { .. })
+    ));
+    // Other triggers claim nothing.
+    store
+        .create_operation(&new_operation("op-manual"), at(5))
+        .unwrap();
+    assert_eq!(store.last_fire(&first.workflow).unwrap(), Some(at(0)));
+}
+
 #[test]
 fn an_operation_is_stored_as_created() {
     let store = SqliteStateStore::in_memory().unwrap();

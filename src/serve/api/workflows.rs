@@ -355,6 +355,7 @@ async fn run_sync(
         lease: SYNC_LEASE,
         deadline: Some(tokio::time::Instant::now() + workflow.sync.timeout),
         secrets: state.secrets.clone(),
+        on_retry: Some(state.metrics.retry_observer()),
         ..ExecuteOptions::default()
     };
     // Executed in its own task: a client that hangs up must not stop the run half-way, since
