@@ -520,7 +520,8 @@ fn name_location(path: &Path, text: &str) -> String {
     }
 }
 
-/// Logs each change and counts each file read in this pass once in the metrics.
+/// Logs each change, and counts each file whose content changed in this pass once in the
+/// metrics.
 fn report(state: &ServeState, changes: &[Change]) {
     for change in changes {
         match change {
@@ -533,22 +534,20 @@ fn report(state: &ServeState, changes: &[Change]) {
                 if *fresh {
                     state.metrics.reload(true);
                 }
-                let short = short_version(version);
                 tracing::info!(
                     workflow = %name,
-                    version = %version,
+                    version = %short_version(version),
                     path = %path.display(),
-                    "loaded workflow {name} version {short} from {}",
-                    path.display()
+                    "Workflow loaded."
                 );
             }
             Change::Unchanged { path, name } => {
-                state.metrics.reload(true);
+                // Read again but the same content (a touch, the watcher's start-up rescan):
+                // not a reload.
                 tracing::debug!(
                     workflow = %name,
                     path = %path.display(),
-                    "workflow {name} unchanged in {}",
-                    path.display()
+                    "Workflow file unchanged."
                 );
             }
             Change::Invalid {
@@ -583,14 +582,9 @@ fn report(state: &ServeState, changes: &[Change]) {
                 Some(name) => tracing::info!(
                     workflow = %name,
                     path = %path.display(),
-                    "removed workflow {name}: {} is gone",
-                    path.display()
+                    "Workflow removed: its file is gone."
                 ),
-                None => tracing::info!(
-                    path = %path.display(),
-                    "removed {}: the file is gone",
-                    path.display()
-                ),
+                None => tracing::info!(path = %path.display(), "Workflow file removed."),
             },
         }
     }

@@ -241,6 +241,14 @@ fn an_unchanged_rewrite_keeps_the_same_arc() {
         snapshot.file(&path).unwrap().checked_at,
         start() + chrono::Duration::hours(1)
     );
+    // Re-reading the same content is not a reload: only the first load counted.
+    assert_eq!(
+        state
+            .metrics
+            .reloads_ok
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
 }
 
 #[test]
