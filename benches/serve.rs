@@ -96,11 +96,10 @@ fn main() -> ExitCode {
     let used = cpu_ticks(server.pid()) - before;
     let idle_cpu = used as f64 / ticks_per_second() / started.elapsed().as_secs_f64() * 100.0;
     let (rss, peak) = memory_mb(server.pid());
-    let loaded = server
-        .get("/api/workflows")
-        .1
-        .matches("\"version\"")
-        .count();
+    let listed = Instant::now();
+    let workflows_body = server.get("/api/workflows").1;
+    let list_time = listed.elapsed();
+    let loaded = workflows_body.matches("\"active_version\"").count();
     server.stop();
     rows.push((
         format!(
@@ -111,6 +110,16 @@ fn main() -> ExitCode {
         format!("{idle_cpu:.2} % of a core"),
         "≤ 2 %".into(),
         idle_cpu <= 2.0,
+    ));
+    rows.push((
+        format!(
+            "GET /api/workflows, {} workflows ({:.1} MB)",
+            thousands(settings.workflows),
+            workflows_body.len() as f64 / 1e6
+        ),
+        format!("{:.0} ms", ms(list_time)),
+        "(info)".into(),
+        true,
     ));
     rows.push((
         format!("RSS, {} workflows (peak)", thousands(settings.workflows)),

@@ -68,6 +68,12 @@ impl Config {
         }
     }
 
+    /// The connection names a workflow may name, for `CompileContext::connections`: those of
+    /// the file, or `None` without a config file (then only the implicit `default` exists).
+    pub fn declared_connections(&self) -> Option<Vec<String>> {
+        self.path.as_ref().map(|_| self.connection_names())
+    }
+
     pub fn connection_names(&self) -> Vec<String> {
         self.connections
             .iter()

@@ -137,36 +137,7 @@ pub enum FailuresFormat {
 
 /// Accepts the store names, and the Dynamics display names (`In Progress`, `in-progress`).
 fn parse_status(text: &str) -> Result<OperationStatus, String> {
-    let normalized = text.trim().to_lowercase().replace([' ', '-'], "_");
-    normalized.parse().map_err(|_| {
-        let names = OperationStatus::ALL.map(OperationStatus::as_str);
-        // Words people use for a status, suggested (not accepted) so that scripts stay exact.
-        let aliases = [
-            ("running", "in_progress"),
-            ("started", "in_progress"),
-            ("pending", "waiting"),
-            ("queued", "waiting"),
-            ("cancelled", "canceled"),
-            ("cancelling", "canceling"),
-        ];
-        let candidates = names
-            .iter()
-            .copied()
-            .chain(aliases.iter().map(|(alias, _)| *alias));
-        let hint = crate::diagnostics::did_you_mean(&normalized, candidates)
-            .map(|found| {
-                let name = aliases
-                    .iter()
-                    .find(|(alias, _)| *alias == found)
-                    .map_or(found, |(_, name)| name);
-                format!("did you mean `{name}`? ")
-            })
-            .unwrap_or_default();
-        format!(
-            "unknown status `{text}`; {hint}expected one of {}",
-            names.join(", ")
-        )
-    })
+    OperationStatus::parse_named(text)
 }
 
 /// Why a command did not do what was asked, with its exit code.

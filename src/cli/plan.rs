@@ -146,10 +146,10 @@ pub(super) fn load_workflow(
             .map_err(|error| refuse(error.to_string()))?
     };
     let catalogue = super::catalogue();
-    let connection_names = config.connection_names();
+    let declared = config.declared_connections();
     let context = CompileContext {
         catalogue: &catalogue,
-        connections: config.path.as_ref().map(|_| connection_names.as_slice()),
+        connections: declared.as_deref(),
     };
     let outcomes = compile_files(&paths, &context);
     let outcome = outcomes.iter().find(|outcome| {

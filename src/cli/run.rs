@@ -36,11 +36,11 @@ use crate::cli::plan::{Outcome as Refusable, load_workflow, open_org, refuse};
 use crate::compile::{Mode, Workflow};
 use crate::engine::deliver::{AttemptResult, RandomJitter};
 use crate::engine::{
-    ActionPlan, DeliveryOptions, ExecuteOptions, MAX_PAGE_SIZE, NOT_RENDERED, Outcome, Progress,
-    ProgressFn, RunContext, SystemClock, deliver_due, execute, render_selection, resolve_cli_vars,
+    ActionPlan, DeliveryOptions, ExecuteOptions, NOT_RENDERED, Outcome, Progress, ProgressFn,
+    RunContext, SystemClock, count_selection, deliver_due, execute, render_selection,
+    resolve_cli_vars,
 };
-use crate::org::local::LocalOrg;
-use crate::org::{Org, PageRequest};
+use crate::org::Org;
 use crate::store::{
     NewOperation, Operation, OperationFilter, OperationStatus, SqliteStateStore, StateStore,
     StoreError, Trigger,
@@ -122,7 +122,10 @@ fn run_workflow(cli: &Cli, args: &RunArgs) -> Result<ExitCode, Refusable> {
         let fetchxml = render_selection(&workflow, &ctx)
             .map_err(|error| refuse(format!("cannot render the selection: {error}")))?;
         let limit = workflow.sync.max_records;
-        let count = count_selection(&org, &fetchxml, limit)?;
+        let count = tokio::runtime::Builder::new_current_thread()
+            .build()?
+            .block_on(count_selection(&*org, &fetchxml, limit))
+            .map_err(|error| refuse(format!("the selection failed: {error} ({})", error.code)))?;
         if count > limit {
             return Err(refuse(format!(
                 "the selection has more than {limit} records (sync.max_records); nothing was \
@@ -400,37 +403,6 @@ fn interrupted(store: &dyn StateStore, workflow: &str) -> Result<Option<Operatio
                 .as_ref()
                 .is_none_or(|lease| lease.expires_at <= now)
     }))
-}
-
-/// Counts the selection by paging cookie, stopping once it exceeds `limit`.
-fn count_selection(org: &LocalOrg, fetchxml: &str, limit: u64) -> Result<u64, Refusable> {
-    let has_top = crate::fetchxml::parse(fetchxml)
-        .0
-        .is_some_and(|query| query.top.is_some());
-    let mut request = if has_top {
-        PageRequest::default()
-    } else {
-        PageRequest {
-            page: Some(1),
-            count: Some(MAX_PAGE_SIZE),
-            paging_cookie: None,
-        }
-    };
-    let mut count = 0u64;
-    loop {
-        let page = org
-            .query(fetchxml, &request)
-            .map_err(|error| refuse(format!("the selection failed: {error} ({})", error.code)))?;
-        count += page.rows.len() as u64;
-        if has_top || !page.more_records || count > limit {
-            return Ok(count);
-        }
-        request = PageRequest {
-            page: request.page.map(|page| page + 1),
-            count: Some(MAX_PAGE_SIZE),
-            paging_cookie: page.paging_cookie,
-        };
-    }
 }
 
 fn print_summary(

@@ -39,10 +39,10 @@ pub(crate) fn run(cli: &Cli, args: &ValidateArgs) -> anyhow::Result<ExitCode> {
         Err(error) => return Err(error.into()),
     };
     let catalogue = super::catalogue();
-    let connection_names = config.connection_names();
+    let declared = config.declared_connections();
     let context = CompileContext {
         catalogue: &catalogue,
-        connections: config.path.as_ref().map(|_| connection_names.as_slice()),
+        connections: declared.as_deref(),
     };
     let outcomes = compile_files(&paths, &context);
 

@@ -105,14 +105,10 @@ pub fn reload(state: &ServeState, changed: &[PathBuf]) -> Arc<Snapshot> {
     let _reloading = state.registry.lock_reloads();
     let current = state.registry.snapshot();
     let catalogue = crate::cli::catalogue();
-    let connection_names = state.config.connection_names();
+    let declared = state.config.declared_connections();
     let context = CompileContext {
         catalogue: &catalogue,
-        connections: state
-            .config
-            .path
-            .as_ref()
-            .map(|_| connection_names.as_slice()),
+        connections: declared.as_deref(),
     };
     let fresh: Vec<(PathBuf, Fresh)> = keys
         .into_iter()

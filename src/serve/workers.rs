@@ -420,14 +420,10 @@ pub fn workflow_of(
             )
         })?;
     let catalogue = Catalogue::builtin();
-    let connection_names = state.config.connection_names();
+    let declared = state.config.declared_connections();
     let context = CompileContext {
         catalogue: &catalogue,
-        connections: state
-            .config
-            .path
-            .as_ref()
-            .map(|_| connection_names.as_slice()),
+        connections: declared.as_deref(),
     };
     let outcome =
         crate::compile::compile_source(SourceFile::new(stored.path, stored.source), &context);

@@ -22,6 +22,42 @@ pub enum OperationStatus {
 }
 
 impl OperationStatus {
+    /// A status as people write it: the store names, and the Dynamics display names in any
+    /// case, with spaces or hyphens (`In Progress`, `in-progress`). Anything else is an error
+    /// with a did-you-mean; words people use for a status (`running`, `queued`) are suggested,
+    /// not accepted, so that scripts stay exact.
+    pub fn parse_named(text: &str) -> Result<OperationStatus, String> {
+        let normalized = text.trim().to_lowercase().replace([' ', '-'], "_");
+        normalized.parse().map_err(|_| {
+            let names = OperationStatus::ALL.map(OperationStatus::as_str);
+            let aliases = [
+                ("running", "in_progress"),
+                ("started", "in_progress"),
+                ("pending", "waiting"),
+                ("queued", "waiting"),
+                ("cancelled", "canceled"),
+                ("cancelling", "canceling"),
+            ];
+            let candidates = names
+                .iter()
+                .copied()
+                .chain(aliases.iter().map(|(alias, _)| *alias));
+            let hint = crate::diagnostics::did_you_mean(&normalized, candidates)
+                .map(|found| {
+                    let name = aliases
+                        .iter()
+                        .find(|(alias, _)| *alias == found)
+                        .map_or(found, |(_, name)| name);
+                    format!("did you mean `{name}`? ")
+                })
+                .unwrap_or_default();
+            format!(
+                "unknown status `{text}`; {hint}expected one of {}",
+                names.join(", ")
+            )
+        })
+    }
+
     pub const ALL: [OperationStatus; 6] = [
         OperationStatus::Waiting,
         OperationStatus::InProgress,

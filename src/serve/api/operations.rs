@@ -46,40 +46,11 @@ fn page_limit(limit: Option<&str>) -> Result<u32, ApiError> {
         })
 }
 
-/// A status by its store name; words people use for one (`running`, `queued`) are suggested,
-/// not accepted, so that scripts stay exact.
+/// A status by its store name or its Dynamics display name (see
+/// [`OperationStatus::parse_named`]).
 fn parse_status(text: &str) -> Result<OperationStatus, ApiError> {
-    text.parse().map_err(|_| {
-        let names = OperationStatus::ALL.map(OperationStatus::as_str);
-        let aliases = [
-            ("running", "in_progress"),
-            ("started", "in_progress"),
-            ("pending", "waiting"),
-            ("queued", "waiting"),
-            ("cancelled", "canceled"),
-            ("cancelling", "canceling"),
-        ];
-        let candidates = names
-            .iter()
-            .copied()
-            .chain(aliases.iter().map(|(alias, _)| *alias));
-        let hint = crate::diagnostics::did_you_mean(text, candidates)
-            .map(|found| {
-                let name = aliases
-                    .iter()
-                    .find(|(alias, _)| *alias == found)
-                    .map_or(found, |(_, name)| name);
-                format!("did you mean `{name}`? ")
-            })
-            .unwrap_or_default();
-        ApiError::bad_request(
-            "invalid_status",
-            format!(
-                "unknown status `{text}`; {hint}expected one of {}",
-                names.join(", ")
-            ),
-        )
-    })
+    OperationStatus::parse_named(text)
+        .map_err(|message| ApiError::bad_request("invalid_status", message))
 }
 
 /// `GET /api/operations?status=&workflow=&limit=&cursor=`: `{"operations", "next_cursor"}`,
