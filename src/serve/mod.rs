@@ -6,6 +6,7 @@
 //! starts every part on one listener and shuts them down gracefully.
 
 pub mod api;
+pub mod dashboard;
 pub mod loader;
 pub mod metrics;
 pub mod orgs;

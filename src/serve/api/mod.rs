@@ -17,8 +17,8 @@
 
 mod error;
 mod hooks;
-mod operations;
-mod workflows;
+pub(crate) mod operations;
+pub(crate) mod workflows;
 
 #[cfg(test)]
 mod tests;
@@ -68,6 +68,8 @@ pub fn router(state: ServeState) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .merge(mutating)
+        // `GET /` and the other HTML pages.
+        .merge(crate::serve::dashboard::router(state.clone()))
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -112,7 +114,7 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 
 /// Compares two secrets in constant time: both are hashed first, so neither the position of
 /// the first difference nor the secret's length shows in the timing.
-fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+pub(crate) fn same_secret(given: &[u8], expected: &[u8]) -> bool {
     let given = Sha256::digest(given);
     let expected = Sha256::digest(expected);
     let difference = given

@@ -4,13 +4,16 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::engine::{CallbackRendering, enqueue_callback};
 use crate::serve::ServeState;
 use crate::serve::api::error::{ApiError, ApiPath, ApiQuery};
-use crate::store::{MAX_PAGE_SIZE, Operation, OperationFilter, OperationStatus};
+use crate::store::{
+    MAX_PAGE_SIZE, Mode, NewOperation, Operation, OperationFilter, OperationStatus, Trigger,
+};
 use crate::view::{failure_page_json, operation_detail_json, operation_json, operation_page_json};
 
 #[derive(Debug, Deserialize)]
@@ -48,7 +51,7 @@ fn page_limit(limit: Option<&str>) -> Result<u32, ApiError> {
 
 /// A status by its store name or its Dynamics display name (see
 /// [`OperationStatus::parse_named`]).
-fn parse_status(text: &str) -> Result<OperationStatus, ApiError> {
+pub(crate) fn parse_status(text: &str) -> Result<OperationStatus, ApiError> {
     OperationStatus::parse_named(text)
         .map_err(|message| ApiError::bad_request("invalid_status", message))
 }
@@ -102,8 +105,15 @@ pub(super) async fn cancel_operation(
     State(state): State<ServeState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
+    let after = cancel(&state, &id)?;
+    Ok(Json(operation_json(&after)))
+}
+
+/// Cancels operation `id` (the semantics of `POST /api/operations/{id}/cancel`, shared with
+/// the dashboard's Cancel button) and returns the operation after the request.
+pub(crate) fn cancel(state: &ServeState, id: &str) -> Result<Operation, ApiError> {
     let now = state.clock.now();
-    let after = state.store.request_cancel(&id, now).map_err(|error| {
+    let after = state.store.request_cancel(id, now).map_err(|error| {
         let mut error = ApiError::from(error);
         if error.code == "already_finished" {
             error.message = format!("{}; there is nothing to cancel", error.message);
@@ -111,10 +121,60 @@ pub(super) async fn cancel_operation(
         error
     })?;
     if after.status == OperationStatus::Canceled {
-        store_cancel_callback(&state, &after, now);
+        store_cancel_callback(state, &after, now);
     }
     state.work.notify_one();
-    Ok(Json(operation_json(&after)))
+    Ok(after)
+}
+
+/// Starts a new operation over the failed records of the finished operation `id`, as
+/// `fetchflow ops retry` does: a `waiting` async operation with a new id, trigger
+/// `retry:<id>`, `retry_of` the original and `record_filter` its failed record ids (in the
+/// order they first failed), carrying the original's workflow, version, git commit,
+/// connection and vars, with a new `now`. Refused (409) while the original has not finished
+/// or when it has no failed records.
+pub(crate) fn retry_failed(state: &ServeState, id: &str) -> Result<Operation, ApiError> {
+    let original = state.store.get(id)?;
+    if !original.status.is_final() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_finished",
+            format!(
+                "operation {} is {}; retry it once it has finished",
+                original.id, original.status
+            ),
+        ));
+    }
+    let record_ids = state.store.failed_record_ids(&original.id)?;
+    if record_ids.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "nothing_to_retry",
+            format!(
+                "nothing to retry: operation {} has no failed records",
+                original.id
+            ),
+        ));
+    }
+    let now = state.clock.now();
+    let new = NewOperation {
+        id: uuid::Uuid::new_v4().to_string(),
+        workflow: original.workflow.clone(),
+        workflow_version: original.workflow_version.clone(),
+        git_commit: original.git_commit.clone(),
+        connection: original.connection.clone(),
+        mode: Mode::Async,
+        trigger: Trigger::Retry {
+            of: original.id.clone(),
+        },
+        vars: original.vars.clone(),
+        now,
+        retry_of: Some(original.id.clone()),
+        record_filter: Some(record_ids),
+    };
+    let created = state.store.create_operation(&new, now)?;
+    state.work.notify_one();
+    Ok(created)
 }
 
 /// Stores the callback of an operation canceled before it started, rendered with the workflow

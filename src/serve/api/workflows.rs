@@ -25,7 +25,7 @@ use crate::serve::api::SYNC_LEASE;
 use crate::serve::api::error::{ApiError, ApiPath, RawBody, parse_json_body};
 use crate::serve::registry::{ActiveWorkflow, FileEntry, FileStatus, Snapshot};
 use crate::store::{
-    NewOperation, OperationFilter, OperationStatus, StateStore, StoreError, Trigger,
+    NewOperation, Operation, OperationFilter, OperationStatus, StateStore, StoreError, Trigger,
 };
 use crate::view::{instant, operation_detail_json, operation_json};
 
@@ -64,7 +64,7 @@ pub(super) async fn show_workflow(
 }
 
 /// The active workflow called `name`, or a 404 that suggests a near name.
-pub(super) fn active_workflow(
+pub(crate) fn active_workflow(
     snapshot: &Snapshot,
     name: &str,
 ) -> Result<Arc<ActiveWorkflow>, ApiError> {
@@ -98,7 +98,7 @@ fn file_stem(entry: &FileEntry) -> String {
 /// compile); `active_version` is the version that runs, which after an invalid edit is the
 /// last valid one (null when the file never compiled). The other workflow fields describe the
 /// active version.
-fn file_json(
+pub(crate) fn file_json(
     entry: &FileEntry,
     store: &dyn StateStore,
     now: DateTime<Utc>,
@@ -226,30 +226,41 @@ pub(super) async fn start_run(
     };
     match mode {
         Mode::Async => {
-            let launched = launch(
-                &*state.store,
-                &LaunchRequest {
-                    workflow,
-                    source: &active.source,
-                    vars,
-                    trigger: Trigger::Api,
-                    mode: Mode::Async,
-                    git_commit: None,
-                    now: state.clock.now(),
-                    apply_overlap: false,
-                },
-            )?;
-            state.work.notify_one();
-            let operation = launched.operation().ok_or_else(|| {
-                ApiError::internal(
-                    "internal_error",
-                    "the run was skipped without an overlap policy",
-                )
-            })?;
-            Ok(created(&operation.id, operation_json(operation)))
+            let operation = start_async_run(&state, &active, vars)?;
+            Ok(created(&operation.id, operation_json(&operation)))
         }
         Mode::Sync => run_sync(&state, &active, vars).await,
     }
+}
+
+/// Creates a waiting async operation of `active` with trigger `api` (what `POST
+/// /api/workflows/{name}/runs` does for an async run, and the dashboard's "Run now") and wakes
+/// the workers.
+pub(crate) fn start_async_run(
+    state: &ServeState,
+    active: &ActiveWorkflow,
+    vars: Vec<(String, Value)>,
+) -> Result<Operation, ApiError> {
+    let launched = launch(
+        &*state.store,
+        &LaunchRequest {
+            workflow: &active.workflow,
+            source: &active.source,
+            vars,
+            trigger: Trigger::Api,
+            mode: Mode::Async,
+            git_commit: None,
+            now: state.clock.now(),
+            apply_overlap: false,
+        },
+    )?;
+    state.work.notify_one();
+    launched.operation().cloned().ok_or_else(|| {
+        ApiError::internal(
+            "internal_error",
+            "the run was skipped without an overlap policy",
+        )
+    })
 }
 
 /// 202 Accepted with `Location: /api/operations/{id}` and `body`.
