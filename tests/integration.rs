@@ -6,6 +6,7 @@ mod integration {
     mod cli;
     mod conformance;
     mod crash;
+    mod dashboard_e2e;
     mod diagnostics;
     mod hostile;
     mod ops_cli;
