@@ -24,7 +24,7 @@ pub fn instant(at: DateTime<Utc>) -> String {
 /// "failed", "skipped"}, "created_at", "started_at", "finished_at", "updated_at", "now",
 /// "error": {"code", "message"} | null, "cancel_requested", "retry_of", "location"}`.
 pub fn operation_json(operation: &Operation) -> Value {
-    let counts = operation.counts;
+    let counts = operation.progress_counts();
     json!({
         "id": operation.id,
         "workflow": operation.workflow,

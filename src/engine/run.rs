@@ -45,8 +45,8 @@ use crate::engine::finish::{NoSecrets, finish_operation};
 use crate::engine::render::{ActionPlan, RenderedAction, RunContext, render_selection};
 use crate::org::{ApiCall, Org, OrgError, Page, PageRequest, RecordError, Row, Write};
 use crate::store::{
-    Checkpoint, Counts, Operation, OperationError, OperationStatus, RecordFailure, StateStore,
-    StoreError,
+    Checkpoint, Counts, Operation, OperationError, OperationStatus, RecordFailure, RunProgress,
+    StateStore, StoreError,
 };
 use crate::template::SecretSource;
 
@@ -739,8 +739,10 @@ impl Coordinator {
         for page in &mut position.pages {
             remaining.append(&mut page.tally.failures);
         }
+        // The selection's size is known once it was read to the end, also when the run stopped
+        // early (canceled, too many failures): a canceled run shows how far it got.
         let finished = stop.is_none() && read_error.is_none();
-        let selected = if finished {
+        let selected = if finished || (position.selection_read && read_error.is_none()) {
             Some(position.selected)
         } else {
             None
@@ -808,12 +810,22 @@ impl Coordinator {
     /// Saves the checkpoint, the counts before it and the failures it moved past; `true` when
     /// a cancel was requested.
     fn save(&self, position: &Position, failures: &[RecordFailure]) -> Result<bool, EngineError> {
+        let checkpoint = Checkpoint {
+            progress: Some(RunProgress {
+                succeeded: position.total.succeeded,
+                failed: position.total.failed,
+                skipped: position.total.skipped,
+                selected: position.selected,
+                selection_read: position.selection_read,
+            }),
+            ..position.checkpoint.clone()
+        };
         let saved = self
             .store
             .save_checkpoint(
                 &self.id,
                 &self.worker,
-                &position.checkpoint,
+                &checkpoint,
                 counts_of(&position.committed, None),
                 failures,
                 self.now(),

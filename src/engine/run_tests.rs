@@ -981,3 +981,44 @@ impl Org for DeletingOrg {
         self.inner.call_batch(calls)
     }
 }
+
+/// Every committed batch stores the run's progress, also inside a page (checkpoints move on
+/// page boundaries): what the dashboard and the API show while it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_is_stored_after_every_batch() {
+    let harness = Harness::new(TRAP, org_with_accounts(450, |_| "West"));
+    harness.create("op-progress");
+    let store = harness.store.clone();
+    let seen = Arc::new(StdMutex::new(Vec::new()));
+    let record = seen.clone();
+    let options = ExecuteOptions {
+        progress: Some(Arc::new(move |progress: &Progress| {
+            let stored = store.get("op-progress").unwrap();
+            record.lock().unwrap().push((
+                progress.done,
+                stored.status,
+                stored.progress_counts(),
+                stored.counts,
+            ));
+        })),
+        ..ExecuteOptions::default()
+    };
+    let operation = finished(harness.execute("op-progress", options).await);
+    assert_eq!(operation.status, OperationStatus::Succeeded);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 5, "five batches of at most 100");
+    for (done, status, shown, committed) in seen.iter() {
+        assert_eq!(*status, OperationStatus::InProgress);
+        assert_eq!(shown.succeeded, *done, "the stored progress is the batch's");
+        assert_eq!(
+            shown.selected,
+            Some(450),
+            "one page: the selection is read at once"
+        );
+        // The resumable counts stay at the checkpoint: the whole page is one checkpoint.
+        assert!(committed.succeeded == 0 || committed.succeeded == 450);
+    }
+    assert_eq!(seen.last().unwrap().0, 450);
+    // Final: the stored counts.
+    assert_eq!(operation.progress_counts(), operation.counts);
+}

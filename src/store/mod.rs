@@ -44,7 +44,7 @@ pub use error::StoreError;
 pub use failure::RecordFailure;
 pub use operation::{
     Checkpoint, Counts, Lease, Mode, NewOperation, Operation, OperationError, OperationStatus,
-    Trigger, UnknownStatus, UnknownTrigger,
+    RunProgress, Trigger, UnknownStatus, UnknownTrigger,
 };
 pub use sqlite::SqliteStateStore;
 pub use workflow_version::WorkflowVersion;

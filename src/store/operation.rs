@@ -214,6 +214,22 @@ pub struct Checkpoint {
     pub paging_cookie: Option<String>,
     pub records_done: u64,
     pub batches_done: u64,
+    /// What the run has done so far, including batches committed after this position (they are
+    /// replayed on resume, so they are not in the operation's counts yet). For progress displays
+    /// only: a resumed run starts from the position above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<RunProgress>,
+}
+
+/// Records processed by a run so far (see [`Checkpoint::progress`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunProgress {
+    pub succeeded: u64,
+    pub failed: u64,
+    pub skipped: u64,
+    /// Records selected so far; the whole selection once `selection_read`.
+    pub selected: u64,
+    pub selection_read: bool,
 }
 
 /// Why an operation failed: a stable code and a message.
@@ -262,6 +278,30 @@ pub struct Operation {
     pub retry_of: Option<String>,
     /// When set, only these records of the selection are processed (a retry of failed ones).
     pub record_filter: Option<Vec<String>>,
+}
+
+impl Operation {
+    /// The counts to show: while it runs, what its last batch reported (checkpoints move on
+    /// page boundaries, so the stored counts lag behind by up to a page); once final, the
+    /// stored counts.
+    pub fn progress_counts(&self) -> Counts {
+        match self
+            .checkpoint
+            .as_ref()
+            .and_then(|checkpoint| checkpoint.progress)
+        {
+            Some(progress) if !self.status.is_final() => Counts {
+                selected: progress
+                    .selection_read
+                    .then_some(progress.selected)
+                    .or(self.counts.selected),
+                succeeded: progress.succeeded.max(self.counts.succeeded),
+                failed: progress.failed.max(self.counts.failed),
+                skipped: progress.skipped.max(self.counts.skipped),
+            },
+            _ => self.counts,
+        }
+    }
 }
 
 /// What the caller decides when creating an operation; the store fills in the rest.

@@ -321,6 +321,7 @@ fn an_expired_lease_is_resumed_by_another_worker_with_its_checkpoint() {
         paging_cookie: Some("<cookie page=\"3\" />".into()),
         records_done: 3000,
         batches_done: 3,
+        progress: None,
     };
     let counts = Counts {
         selected: Some(10_000),
@@ -440,6 +441,7 @@ fn a_checkpoint_its_counts_and_its_failures_are_saved_together() {
         paging_cookie: None,
         records_done: 2,
         batches_done: 1,
+        progress: None,
     };
     let counts = Counts {
         selected: None,
@@ -466,6 +468,7 @@ fn a_checkpoint_its_counts_and_its_failures_are_saved_together() {
         paging_cookie: Some("c".into()),
         records_done: 4,
         batches_done: 2,
+        progress: None,
     };
     let broken = store.save_checkpoint(
         "op-1",

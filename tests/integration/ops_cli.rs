@@ -110,6 +110,7 @@ fn project(label: &str) -> PathBuf {
                 paging_cookie: None,
                 records_done: 5,
                 batches_done: 1,
+                progress: None,
             },
             Counts {
                 selected: Some(5),

@@ -235,7 +235,7 @@ fn operation_url(id: &str) -> String {
 /// "rate", "rate_text", "eta_seconds", "eta_text"}`, where processed = succeeded + failed +
 /// skipped (as `ops list` counts it) and the rate is the average since the operation started.
 fn progress_json(operation: &Operation, now: DateTime<Utc>) -> Value {
-    let counts = operation.counts;
+    let counts = operation.progress_counts();
     let processed = counts.succeeded + counts.failed + counts.skipped;
     let final_ = operation.status.is_final();
     let (value, max, text, percent) = match counts.selected {

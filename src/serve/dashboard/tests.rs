@@ -265,6 +265,7 @@ impl Fixture {
                     paging_cookie: None,
                     records_done: 476,
                     batches_done: 5,
+                    progress: None,
                 },
                 Counts {
                     selected: Some(476),
@@ -427,6 +428,7 @@ async fn the_progress_endpoint_reports_status_counts_rate_and_buttons() {
                 paging_cookie: None,
                 records_done: 50,
                 batches_done: 1,
+                progress: None,
             },
             Counts {
                 selected: Some(200),
