@@ -195,3 +195,42 @@ impl ShownDelivery<'_> {
         }
     }
 }
+
+/// The header line of failures as CSV (`ops failures --format csv`, the dashboard's download).
+pub const FAILURES_CSV_HEADER: &str = "record_id,action_index,action,code,message,attempts\r\n";
+
+/// Appends one failure as a CSV row (RFC 4180, CRLF line ends).
+pub fn failure_csv_row(out: &mut String, failure: &RecordFailure) {
+    let fields = [
+        csv_field(&failure.record_id),
+        failure.action_index.to_string(),
+        csv_field(&failure.action),
+        csv_field(&failure.code),
+        csv_field(&failure.message),
+        failure.attempts.to_string(),
+    ];
+    out.push_str(&fields.join(","));
+    out.push_str("\r\n");
+}
+
+/// RFC 4180: a field with a comma, a quote, CR or LF is quoted, its quotes doubled.
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\r', '\n']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_as_rfc_4180_says() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+    }
+}

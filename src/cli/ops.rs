@@ -47,11 +47,11 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use crate::callback::location_of;
 use crate::cli::Cli;
+use crate::engine::launch::{RetryRefused, launch_retry};
 use crate::engine::{CallbackRendering, enqueue_callback};
 use crate::store::{
-    AttemptOutcome, DeliveryLog, FailurePage, MAX_PAGE_SIZE, Mode, NewOperation, Operation,
-    OperationFilter, OperationStatus, RecordFailure, SqliteStateStore, StateStore, StoreError,
-    Trigger,
+    AttemptOutcome, DeliveryLog, FailurePage, MAX_PAGE_SIZE, Operation, OperationFilter,
+    OperationStatus, SqliteStateStore, StateStore, StoreError,
 };
 use crate::view::{
     ShownDelivery, failure_page_json, operation_detail_json, operation_json, operation_page_json,
@@ -271,7 +271,7 @@ fn list(store: &dyn StateStore, args: &ListArgs) -> Result<(), Outcome> {
                     [
                         operation.id.clone(),
                         operation.workflow.clone(),
-                        display_status(operation.status).to_string(),
+                        OperationStatus::display_name(operation.status).to_string(),
                         operation.trigger.to_string(),
                         human_time(operation.created_at),
                         progress(operation),
@@ -310,11 +310,11 @@ fn failures(store: &dyn StateStore, args: &FailuresArgs) -> Result<(), Outcome> 
     let mut out = String::new();
     match args.format {
         FailuresFormat::Csv => {
-            out.push_str("record_id,action_index,action,code,message,attempts\r\n");
+            out.push_str(crate::view::FAILURES_CSV_HEADER);
             let export_all = args.limit.is_none() && args.cursor.is_none();
             loop {
                 for failure in &page.failures {
-                    csv_row(&mut out, failure);
+                    crate::view::failure_csv_row(&mut out, failure);
                 }
                 match page.next_cursor.take() {
                     Some(cursor) if export_all => {
@@ -354,7 +354,7 @@ fn cancel(cli: &Cli, store: &dyn StateStore, args: &ShowArgs) -> Result<(), Outc
         Err(StoreError::AlreadyFinished { id, status }) => {
             return Err(Outcome::Refused(format!(
                 "operation {id} has already finished ({}); there is nothing to cancel",
-                display_status(status)
+                OperationStatus::display_name(status)
             )));
         }
         Err(error) => return Err(store_error(error)),
@@ -375,7 +375,7 @@ fn cancel(cli: &Cli, store: &dyn StateStore, args: &ShowArgs) -> Result<(), Outc
             format!(
                 "operation {}: {} ({detail})\n",
                 after.id,
-                display_status(after.status)
+                OperationStatus::display_name(after.status)
             )
         }
     };
@@ -423,38 +423,11 @@ fn cancel_callback(cli: &Cli, store: &dyn StateStore, operation: &Operation, now
 
 fn retry(store: &dyn StateStore, args: &ShowArgs) -> Result<(), Outcome> {
     let original = resolve(store, &args.id)?;
-    if !original.status.is_final() {
-        return Err(Outcome::Refused(format!(
-            "operation {} is {}; retry it once it has finished",
-            original.id,
-            display_status(original.status)
-        )));
-    }
-    let record_ids = store.failed_record_ids(&original.id).map_err(store_error)?;
-    if record_ids.is_empty() {
-        return Err(Outcome::Refused(format!(
-            "nothing to retry: operation {} has no failed records",
-            original.id
-        )));
-    }
-    let records = record_ids.len();
-    let now = Utc::now();
-    let new = NewOperation {
-        id: uuid::Uuid::new_v4().to_string(),
-        workflow: original.workflow.clone(),
-        workflow_version: original.workflow_version.clone(),
-        git_commit: original.git_commit.clone(),
-        connection: original.connection.clone(),
-        mode: Mode::Async,
-        trigger: Trigger::Retry {
-            of: original.id.clone(),
-        },
-        vars: original.vars.clone(),
-        now,
-        retry_of: Some(original.id.clone()),
-        record_filter: Some(record_ids),
-    };
-    let created = store.create_operation(&new, now).map_err(store_error)?;
+    let created = launch_retry(store, &original, Utc::now()).map_err(|refused| match refused {
+        RetryRefused::Store(error) => store_error(error),
+        refused => Outcome::Refused(refused.to_string()),
+    })?;
+    let records = created.record_filter.as_ref().map_or(0, Vec::len);
     let text = match args.format {
         OpsFormat::Json => format!(
             "{}\n",
@@ -480,17 +453,6 @@ fn print(text: &str) -> Result<(), Outcome> {
 }
 
 /// The status as Dynamics names it.
-fn display_status(status: OperationStatus) -> &'static str {
-    match status {
-        OperationStatus::Waiting => "Waiting",
-        OperationStatus::InProgress => "In Progress",
-        OperationStatus::Canceling => "Canceling",
-        OperationStatus::Succeeded => "Succeeded",
-        OperationStatus::Failed => "Failed",
-        OperationStatus::Canceled => "Canceled",
-    }
-}
-
 fn human_time(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%SZ").to_string()
 }
@@ -563,7 +525,7 @@ fn show_human(operation: &Operation, deliveries: &[DeliveryLog]) -> Result<Strin
             "status",
             format!(
                 "{} (state {}, status {})",
-                display_status(status),
+                OperationStatus::display_name(status),
                 status.state_code(),
                 status.status_code()
             ),
@@ -742,39 +704,9 @@ fn failures_human(
     Ok(())
 }
 
-fn csv_row(out: &mut String, failure: &RecordFailure) {
-    let fields = [
-        csv_field(&failure.record_id),
-        failure.action_index.to_string(),
-        csv_field(&failure.action),
-        csv_field(&failure.code),
-        csv_field(&failure.message),
-        failure.attempts.to_string(),
-    ];
-    out.push_str(&fields.join(","));
-    out.push_str("\r\n");
-}
-
-/// RFC 4180: a field with a comma, a quote, CR or LF is quoted, its quotes doubled.
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\r', '\n']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_string()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn csv_fields_are_quoted_as_rfc_4180_says() {
-        assert_eq!(csv_field("plain"), "plain");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
-    }
 
     #[test]
     fn statuses_parse_from_store_and_display_names() {

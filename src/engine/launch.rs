@@ -275,3 +275,51 @@ mod tests {
         assert!(page.operations.is_empty(), "{:?}", page.operations);
     }
 }
+
+/// Why a retry of failed records cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum RetryRefused {
+    #[error("operation {id} is {}; retry it once it has finished", status.display_name())]
+    NotFinished { id: String, status: OperationStatus },
+    #[error("nothing to retry: operation {id} has no failed records")]
+    NothingToRetry { id: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Creates a `waiting` operation that runs `original`'s workflow version with its vars over
+/// its failed records only (`ops retry`, the API and the dashboard's "Retry failed").
+pub fn launch_retry(
+    store: &dyn StateStore,
+    original: &Operation,
+    now: DateTime<Utc>,
+) -> Result<Operation, RetryRefused> {
+    if !original.status.is_final() {
+        return Err(RetryRefused::NotFinished {
+            id: original.id.clone(),
+            status: original.status,
+        });
+    }
+    let record_ids = store.failed_record_ids(&original.id)?;
+    if record_ids.is_empty() {
+        return Err(RetryRefused::NothingToRetry {
+            id: original.id.clone(),
+        });
+    }
+    let retry = NewOperation {
+        id: uuid::Uuid::new_v4().to_string(),
+        workflow: original.workflow.clone(),
+        workflow_version: original.workflow_version.clone(),
+        git_commit: original.git_commit.clone(),
+        connection: original.connection.clone(),
+        mode: Mode::Async,
+        trigger: Trigger::Retry {
+            of: original.id.clone(),
+        },
+        vars: original.vars.clone(),
+        now,
+        retry_of: Some(original.id.clone()),
+        record_filter: Some(record_ids),
+    };
+    Ok(store.create_operation(&retry, now)?)
+}

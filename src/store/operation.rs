@@ -22,6 +22,18 @@ pub enum OperationStatus {
 }
 
 impl OperationStatus {
+    /// The name Dynamics shows for this status of a system job (`In Progress`, `Succeeded`).
+    pub fn display_name(self) -> &'static str {
+        match self {
+            OperationStatus::Waiting => "Waiting",
+            OperationStatus::InProgress => "In Progress",
+            OperationStatus::Canceling => "Canceling",
+            OperationStatus::Succeeded => "Succeeded",
+            OperationStatus::Failed => "Failed",
+            OperationStatus::Canceled => "Canceled",
+        }
+    }
+
     /// A status as people write it: the store names, and the Dynamics display names in any
     /// case, with spaces or hyphens (`In Progress`, `in-progress`). Anything else is an error
     /// with a did-you-mean; words people use for a status (`running`, `queued`) are suggested,

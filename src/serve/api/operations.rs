@@ -8,12 +8,11 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::engine::launch::{RetryRefused, launch_retry};
 use crate::engine::{CallbackRendering, enqueue_callback};
 use crate::serve::ServeState;
 use crate::serve::api::error::{ApiError, ApiPath, ApiQuery};
-use crate::store::{
-    MAX_PAGE_SIZE, Mode, NewOperation, Operation, OperationFilter, OperationStatus, Trigger,
-};
+use crate::store::{MAX_PAGE_SIZE, Operation, OperationFilter, OperationStatus};
 use crate::view::{failure_page_json, operation_detail_json, operation_json, operation_page_json};
 
 #[derive(Debug, Deserialize)]
@@ -135,44 +134,20 @@ pub(crate) fn cancel(state: &ServeState, id: &str) -> Result<Operation, ApiError
 /// or when it has no failed records.
 pub(crate) fn retry_failed(state: &ServeState, id: &str) -> Result<Operation, ApiError> {
     let original = state.store.get(id)?;
-    if !original.status.is_final() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "not_finished",
-            format!(
-                "operation {} is {}; retry it once it has finished",
-                original.id, original.status
-            ),
-        ));
-    }
-    let record_ids = state.store.failed_record_ids(&original.id)?;
-    if record_ids.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "nothing_to_retry",
-            format!(
-                "nothing to retry: operation {} has no failed records",
-                original.id
-            ),
-        ));
-    }
-    let now = state.clock.now();
-    let new = NewOperation {
-        id: uuid::Uuid::new_v4().to_string(),
-        workflow: original.workflow.clone(),
-        workflow_version: original.workflow_version.clone(),
-        git_commit: original.git_commit.clone(),
-        connection: original.connection.clone(),
-        mode: Mode::Async,
-        trigger: Trigger::Retry {
-            of: original.id.clone(),
-        },
-        vars: original.vars.clone(),
-        now,
-        retry_of: Some(original.id.clone()),
-        record_filter: Some(record_ids),
-    };
-    let created = state.store.create_operation(&new, now)?;
+    let created =
+        launch_retry(&*state.store, &original, state.clock.now()).map_err(
+            |refused| match refused {
+                RetryRefused::NotFinished { .. } => {
+                    ApiError::new(StatusCode::CONFLICT, "not_finished", refused.to_string())
+                }
+                RetryRefused::NothingToRetry { .. } => ApiError::new(
+                    StatusCode::CONFLICT,
+                    "nothing_to_retry",
+                    refused.to_string(),
+                ),
+                RetryRefused::Store(error) => ApiError::from(error),
+            },
+        )?;
     state.work.notify_one();
     Ok(created)
 }

@@ -33,7 +33,7 @@ use serde_json::{Value, json};
 
 use crate::serve::ServeState;
 use crate::serve::api::ApiError;
-use crate::store::{OperationStatus, StoreError};
+use crate::store::StoreError;
 
 /// The templates, by name; `.html` names are auto-escaped.
 const TEMPLATES: [(&str, &str); 6] = [
@@ -298,18 +298,6 @@ async fn script() -> Response {
         SCRIPT,
     )
         .into_response()
-}
-
-/// The status as Dynamics names it.
-fn status_name(status: OperationStatus) -> &'static str {
-    match status {
-        OperationStatus::Waiting => "Waiting",
-        OperationStatus::InProgress => "In Progress",
-        OperationStatus::Canceling => "Canceling",
-        OperationStatus::Succeeded => "Succeeded",
-        OperationStatus::Failed => "Failed",
-        OperationStatus::Canceled => "Canceled",
-    }
 }
 
 /// An instant as pages show it: `2026-11-26 12:00:00 UTC`.

@@ -2,8 +2,6 @@
 //! (`/operations/{id}`) with its failures and deliveries, its failures as CSV, its progress as
 //! JSON for live updates, and the Cancel and "Retry failed" forms.
 
-use std::fmt::Write as _;
-
 use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
@@ -16,7 +14,7 @@ use crate::serve::api::operations::{cancel as cancel_operation, parse_status, re
 use crate::serve::dashboard::session::{CheckedForm, Session};
 use crate::serve::dashboard::{
     Dashboard, PageError, Shared, encode_component, given, query_string, see_other, shown_time,
-    status_name, time_json,
+    time_json,
 };
 use crate::store::{
     DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Operation, OperationFilter, OperationStatus, RecordFailure,
@@ -181,7 +179,7 @@ fn list_page(
     let statuses: Vec<Value> = OperationStatus::ALL
         .iter()
         .map(|candidate| {
-            json!({"value": candidate.as_str(), "name": status_name(*candidate),
+            json!({"value": candidate.as_str(), "name": candidate.display_name(),
                    "selected": Some(*candidate) == status})
         })
         .collect();
@@ -210,7 +208,7 @@ fn operation_row(operation: &Operation, now: DateTime<Utc>) -> Value {
     let mut row = operation_json(operation);
     if let Value::Object(map) = &mut row {
         map.insert("url".into(), json!(operation_url(&operation.id)));
-        map.insert("status_name".into(), json!(status_name(operation.status)));
+        map.insert("status_name".into(), json!(operation.status.display_name()));
         map.insert("live".into(), json!(!operation.status.is_final()));
         map.insert("created".into(), time_json(Some(operation.created_at)));
         map.insert("started".into(), time_json(operation.started_at));
@@ -310,7 +308,7 @@ fn live_json(operation: &Operation, now: DateTime<Utc>) -> Value {
         let status = operation.status;
         map.insert("id".into(), json!(operation.id));
         map.insert("status".into(), json!(status.as_str()));
-        map.insert("status_name".into(), json!(status_name(status)));
+        map.insert("status_name".into(), json!(status.display_name()));
         map.insert("final".into(), json!(status.is_final()));
         map.insert(
             "can_cancel".into(),
@@ -515,35 +513,17 @@ pub(super) async fn csv(
 /// ends, fields with `,` `"` CR or LF quoted and their quotes doubled — what `fetchflow ops
 /// failures --format csv` writes. Read page by page.
 pub(crate) fn failures_csv(store: &dyn StateStore, id: &str) -> Result<String, StoreError> {
-    let mut out = String::from("record_id,action_index,action,code,message,attempts\r\n");
+    let mut out = String::from(crate::view::FAILURES_CSV_HEADER);
     let mut cursor = None;
     loop {
         let page = store.failures(id, MAX_PAGE_SIZE, cursor.as_deref())?;
         for failure in &page.failures {
-            let _ = write!(
-                out,
-                "{},{},{},{},{},{}\r\n",
-                csv_field(&failure.record_id),
-                failure.action_index,
-                csv_field(&failure.action),
-                csv_field(&failure.code),
-                csv_field(&failure.message),
-                failure.attempts
-            );
+            crate::view::failure_csv_row(&mut out, failure);
         }
         match page.next_cursor {
             Some(next) => cursor = Some(next),
             None => return Ok(out),
         }
-    }
-}
-
-/// RFC 4180: a field with a comma, a quote, CR or LF is quoted, its quotes doubled.
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\r', '\n']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_string()
     }
 }
 

@@ -12,9 +12,7 @@ use serde_json::{Value, json};
 use crate::engine::resolve_cli_vars;
 use crate::serve::api::workflows::{active_workflow, file_json, start_async_run};
 use crate::serve::dashboard::session::{CheckedForm, Session};
-use crate::serve::dashboard::{
-    Dashboard, PageError, Shared, encode_component, see_other, status_name,
-};
+use crate::serve::dashboard::{Dashboard, PageError, Shared, encode_component, see_other};
 use crate::store::OperationStatus;
 
 /// The form field of the var `name`.
@@ -83,7 +81,10 @@ fn list_page(dashboard: &Dashboard, session: &Session) -> Result<Response, PageE
                 let id = last.get("id").and_then(Value::as_str).unwrap_or_default();
                 let url = format!("/operations/{}", encode_component(id));
                 last.insert("url".into(), json!(url));
-                last.insert("status_name".into(), json!(status.map(status_name)));
+                last.insert(
+                    "status_name".into(),
+                    json!(status.map(OperationStatus::display_name)),
+                );
             }
         }
         files.push(file);
