@@ -237,8 +237,75 @@ async function checkNoOverflow(where) {
   }
 }
 
+/**
+ * WCAG 2.1 contrast of every visible text: at least 4.5:1, or 3:1 for large text (24 px, or
+ * 18.66 px bold). The background is the first opaque one up the tree (colours with alpha are
+ * blended over it).
+ */
+async function checkContrast(where) {
+  const problems = await page.evaluate(() => {
+    const parse = (css) => {
+      const m = css.match(/rgba?\(([^)]+)\)/);
+      if (!m) return null;
+      const [r, g, b, a = '1'] = m[1].split(/[ ,/]+/).filter(Boolean);
+      return [Number(r), Number(g), Number(b), Number(a)];
+    };
+    const luminance = ([r, g, b]) => {
+      const channel = (v) => {
+        const c = v / 255;
+        return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+      };
+      return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b);
+    };
+    const blend = (top, bottom) => {
+      const a = top[3];
+      return [0, 1, 2].map((i) => top[i] * a + bottom[i] * (1 - a)).concat(1);
+    };
+    const background = (element) => {
+      const layers = [];
+      for (let node = element; node; node = node.parentElement) {
+        const colour = parse(getComputedStyle(node).backgroundColor);
+        if (colour && colour[3] > 0) {
+          layers.push(colour);
+          if (colour[3] >= 1) break;
+        }
+      }
+      let result = [255, 255, 255, 1];
+      for (const layer of layers.reverse()) result = blend(layer, result);
+      return result;
+    };
+    const found = [];
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    for (let text = walker.nextNode(); text; text = walker.nextNode()) {
+      if (!text.textContent.trim()) continue;
+      const element = text.parentElement;
+      const style = getComputedStyle(element);
+      const box = element.getBoundingClientRect();
+      if (style.visibility === 'hidden' || style.display === 'none' || box.width === 0) continue;
+      if (element.closest('[hidden], .visually-hidden, .sr-only')) continue;
+      const fg = parse(style.color);
+      if (!fg) continue;
+      const bg = background(element);
+      const shown = blend(fg, bg);
+      const [l1, l2] = [luminance(shown), luminance(bg)].sort((a, b) => b - a);
+      const ratio = (l1 + 0.05) / (l2 + 0.05);
+      const size = parseFloat(style.fontSize);
+      const bold = Number(style.fontWeight) >= 700;
+      const large = size >= 24 || (bold && size >= 18.66);
+      if (ratio < (large ? 3 : 4.5)) {
+        found.push(`"${text.textContent.trim().slice(0, 40)}" ${ratio.toFixed(2)}:1 (${style.color} on rgb(${bg.slice(0, 3).map(Math.round).join(', ')}))`);
+      }
+    }
+    return found;
+  });
+  if (problems.length > 0) {
+    fail(`${where}: text below the WCAG contrast minimum:\n  ${problems.slice(0, 10).join('\n  ')}`);
+  }
+}
+
 async function checkPage(where) {
   await checkLabels(where);
+  await checkContrast(where);
   const lang = await page.evaluate(() => document.documentElement.lang);
   if (lang !== 'en') fail(`${where}: <html lang="${lang}">, not "en"`);
   if (!(await page.title()).trim()) fail(`${where}: the page has no <title>`);
