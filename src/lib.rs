@@ -10,6 +10,7 @@ pub mod cli;
 pub mod compile;
 pub mod config;
 pub mod diagnostics;
+pub mod emulator;
 pub mod engine;
 pub mod fetchxml;
 pub mod load;

@@ -2,6 +2,7 @@
 //! Commands call the library and map outcomes to exit codes: 0 success, 1 invalid input or
 //! failed work, 2 usage errors.
 
+mod metadata;
 mod ops;
 mod org;
 mod plan;
@@ -45,6 +46,8 @@ pub enum Command {
     Ops(ops::OpsArgs),
     /// The service: hot-reloaded workflows, cron schedules, workers, the HTTP API and webhooks.
     Serve(serve::ServeArgs),
+    /// Dataverse metadata: `pull CONNECTION` caches an environment's tables and columns.
+    Metadata(metadata::MetadataArgs),
 }
 
 /// Output formats of commands that report diagnostics or data.
@@ -73,6 +76,7 @@ pub fn run() -> ExitCode {
         Command::Run(args) => run::run(&cli, args),
         Command::Ops(args) => ops::run(&cli, args),
         Command::Serve(args) => serve::run(&cli, args),
+        Command::Metadata(args) => metadata::run(&cli, args),
     };
     match result {
         Ok(code) => code,

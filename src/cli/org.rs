@@ -51,6 +51,54 @@ pub enum OrgCommand {
     Export(ExportArgs),
     /// Evaluate FetchXML on the local org and print the rows.
     Query(QueryArgs),
+    /// Serve the local org as a Dataverse Web API v9.2 emulator (for connector tests).
+    Serve(ServeArgs),
+}
+
+/// `org serve`: the emulator's address, limits and faults (see `emulator::EmulatorOptions`).
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8089")]
+    pub listen: String,
+    /// Serve https with a generated self-signed certificate (its path is printed).
+    #[arg(long)]
+    pub tls: bool,
+    /// Milliseconds added to every Web API request.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub latency: u64,
+    /// Concurrent requests allowed; more get 429 (Dataverse: 52).
+    #[arg(long, value_name = "N")]
+    pub limit_concurrency: Option<usize>,
+    /// Requests allowed per window; more get 429 with Retry-After (Dataverse: 6000).
+    #[arg(long, value_name = "N")]
+    pub limit_requests: Option<u32>,
+    /// Combined execution seconds allowed per window (Dataverse: 1200).
+    #[arg(long, value_name = "S")]
+    pub limit_execution_time: Option<u64>,
+    /// The sliding window of the request and execution-time limits, in seconds.
+    #[arg(long, value_name = "S", default_value_t = 300)]
+    pub window: u64,
+    /// Share of requests answered 503 before they run (0 to 1).
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = parse_rate)]
+    pub fail_rate: f64,
+    /// Seed of the fault injection, for reproducible runs.
+    #[arg(long, value_name = "N", default_value_t = 0x5eed)]
+    pub seed: u64,
+    /// Require OAuth2 client-credential tokens for this client id; the secret is read from
+    /// the environment variable FETCHFLOW_EMULATOR_CLIENT_SECRET.
+    #[arg(long, value_name = "ID")]
+    pub client_id: Option<String>,
+    /// Lifetime of issued tokens in seconds.
+    #[arg(long, value_name = "S", default_value_t = 3599)]
+    pub token_lifetime: u64,
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
+        _ => Err(format!("`{text}` is not a rate between 0 and 1")),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -171,6 +219,10 @@ pub(crate) fn run(cli: &Cli, args: &OrgArgs) -> anyhow::Result<ExitCode> {
                 },
             }
         }
+        OrgCommand::Serve(serve) => {
+            let org = open(&path, explicit)?;
+            run_serve(org, &path, serve)
+        }
         OrgCommand::Query(query) => {
             let fetchxml = read_input(&query.file)?;
             let org = open(&path, explicit)?.with_caller(query.caller.clone());
@@ -198,6 +250,99 @@ pub(crate) fn run(cli: &Cli, args: &OrgArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+    }
+}
+
+/// `org serve`: the emulator until Ctrl-C.
+fn run_serve(org: LocalOrg, path: &Path, args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let client_credentials = match &args.client_id {
+        Some(client_id) => Some(crate::emulator::ClientCredentials {
+            client_id: client_id.clone(),
+            client_secret: std::env::var("FETCHFLOW_EMULATOR_CLIENT_SECRET").context(
+                "--client-id needs the secret in the environment variable \
+                 FETCHFLOW_EMULATOR_CLIENT_SECRET",
+            )?,
+        }),
+        None => None,
+    };
+    let options = crate::emulator::EmulatorOptions {
+        latency: std::time::Duration::from_millis(args.latency),
+        limit_concurrency: args.limit_concurrency,
+        limit_requests: args.limit_requests,
+        limit_execution_time: args
+            .limit_execution_time
+            .map(std::time::Duration::from_secs),
+        window: std::time::Duration::from_secs(args.window.max(1)),
+        fail_rate: args.fail_rate,
+        seed: args.seed,
+        client_credentials,
+        token_lifetime: std::time::Duration::from_secs(args.token_lifetime),
+        https: args.tls,
+        ..crate::emulator::EmulatorOptions::default()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let listen = args.listen.clone();
+    // The certificate lives beside the org, so clients can be pointed at a stable path.
+    let tls = args.tls.then(|| {
+        let mut certificate = path.as_os_str().to_owned();
+        certificate.push(".emulator-cert.pem");
+        PathBuf::from(certificate)
+    });
+    let served = runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let address = listener.local_addr()?;
+        let shutdown = stop_signal();
+        crate::emulator::serve(
+            listener,
+            std::sync::Arc::new(org),
+            options,
+            tls,
+            |event| match event {
+                crate::emulator::ServeEvent::Certificate(path) => {
+                    eprintln!("certificate: {}", path.display())
+                }
+                crate::emulator::ServeEvent::Listening(scheme) => {
+                    eprintln!("listening on {scheme}://{address}/api/data/v9.2/")
+                }
+            },
+            shutdown,
+        )
+        .await?;
+        Ok::<(), anyhow::Error>(())
+    });
+    // Idle blocking-pool threads and pooled connections need not hold up the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    served?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves at SIGTERM or SIGINT (Ctrl-C).
+#[cfg(unix)]
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut terminate), Ok(mut interrupt)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without handlers the default dispositions end the process.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+}
+
+#[cfg(not(unix))]
+async fn stop_signal() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

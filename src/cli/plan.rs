@@ -1,7 +1,7 @@
 //! `fetchflow plan`: a dry run against the workflow's connection. It renders the selection with
 //! the run's vars, reads every page of it (by paging cookie, never by offset) to count the
 //! records, and renders each action for the first N records to show its change. It writes
-//! nothing, by construction: the only org calls are `LocalOrg::query` reads.
+//! nothing, by construction: the only org calls are `Org::query_page` reads.
 //!
 //! Secrets: action and selection templates cannot call `secret()` (compile rejects it) and the
 //! callback is never rendered, so nothing shown can carry a secret.
@@ -32,7 +32,7 @@ use crate::fetchxml::SelectedColumns;
 use crate::load::compile_files;
 use crate::metadata::Catalogue;
 use crate::org::local::LocalOrg;
-use crate::org::{PageRequest, Row, Write};
+use crate::org::{ApiCall, Org, OrgFuture, Page, PageRequest, RecordError, Row, Write};
 
 /// Rows per page read while counting the selection (the Dataverse maximum).
 const PAGE_SIZE: u32 = 5_000;
@@ -191,7 +191,57 @@ pub(super) fn load_workflow(
     }
 }
 
-pub(super) fn open_org(config: &crate::config::Config, name: &str) -> Result<LocalOrg, Outcome> {
+/// The org of a connection, local or Dataverse, for `plan` and `run`.
+pub(super) enum ConnectedOrg {
+    Local(LocalOrg),
+    Dataverse(crate::org::dataverse::DataverseOrg),
+}
+
+impl ConnectedOrg {
+    fn org(&self) -> &dyn Org {
+        match self {
+            ConnectedOrg::Local(org) => org,
+            ConnectedOrg::Dataverse(org) => org,
+        }
+    }
+}
+
+impl Org for ConnectedOrg {
+    fn catalogue(&self) -> &Catalogue {
+        self.org().catalogue()
+    }
+
+    fn query_page<'a>(
+        &'a self,
+        fetchxml: &'a str,
+        request: &'a PageRequest,
+    ) -> OrgFuture<'a, Page> {
+        self.org().query_page(fetchxml, request)
+    }
+
+    fn write_batch<'a>(
+        &'a self,
+        writes: &'a [Write],
+    ) -> OrgFuture<'a, Vec<Result<(), RecordError>>> {
+        self.org().write_batch(writes)
+    }
+
+    fn call_batch<'a>(
+        &'a self,
+        calls: &'a [ApiCall],
+    ) -> OrgFuture<'a, Vec<Result<Row, RecordError>>> {
+        self.org().call_batch(calls)
+    }
+}
+
+/// Opens the connection `name`. A Dataverse connection gets a token, checks access and loads
+/// its metadata (from `<state dir>/metadata/<name>.json` when `metadata pull` wrote it), with
+/// secrets from the environment.
+pub(super) fn open_org(
+    config: &crate::config::Config,
+    name: &str,
+) -> Result<ConnectedOrg, Outcome> {
+    use crate::org::dataverse::{DataverseOptions, DataverseOrg, DataverseSettings};
     let connection = config
         .connections
         .iter()
@@ -199,20 +249,31 @@ pub(super) fn open_org(config: &crate::config::Config, name: &str) -> Result<Loc
         .map(|(_, connection)| connection);
     match connection {
         Some(Connection::Local { path }) if name == "default" => {
-            Ok(super::org::open_default_org(path)?)
+            Ok(ConnectedOrg::Local(super::org::open_default_org(path)?))
         }
-        Some(Connection::Local { path }) => Ok(LocalOrg::open(path)?),
-        Some(Connection::Dataverse { .. }) => Err(refuse(format!(
-            "connection `{name}` is a Dataverse environment; plan is not supported yet on \
-             Dataverse connections (only local orgs)"
-        ))),
+        Some(Connection::Local { path }) => Ok(ConnectedOrg::Local(LocalOrg::open(path)?)),
+        Some(declared @ Connection::Dataverse { .. }) => {
+            let settings = DataverseSettings::from_connection(declared)
+                .ok_or_else(|| refuse(format!("connection `{name}` is not a Dataverse one")))?;
+            let options = DataverseOptions {
+                metadata_cache: Some(crate::org::dataverse::metadata_cache_path(
+                    &config.state,
+                    name,
+                )),
+                ..DataverseOptions::default()
+            };
+            let secrets = std::sync::Arc::new(|key: &str| std::env::var(key).ok());
+            DataverseOrg::connect_blocking(name, &settings, secrets, options)
+                .map(ConnectedOrg::Dataverse)
+                .map_err(|error| refuse(error.to_string()))
+        }
         None => Err(refuse(format!("connection `{name}` is not defined"))),
     }
 }
 
 /// Reads every page of the selection by paging cookie; returns the count and the first rows.
 fn read_selection(
-    org: &LocalOrg,
+    org: &ConnectedOrg,
     fetchxml: &str,
     has_top: bool,
     keep: usize,
@@ -229,9 +290,12 @@ fn read_selection(
             paging_cookie: None,
         }
     };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     loop {
-        let page = org
-            .query(fetchxml, &request)
+        let page = runtime
+            .block_on(org.query_page(fetchxml, &request))
             .map_err(|error| refuse(format!("the selection failed: {error} ({})", error.code)))?;
         count += page.rows.len() as u64;
         let room = keep.saturating_sub(first.len());

@@ -123,6 +123,7 @@ fn run_workflow(cli: &Cli, args: &RunArgs) -> Result<ExitCode, Refusable> {
             .map_err(|error| refuse(format!("cannot render the selection: {error}")))?;
         let limit = workflow.sync.max_records;
         let count = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
             .build()?
             .block_on(count_selection(&*org, &fetchxml, limit))
             .map_err(|error| refuse(format!("the selection failed: {error} ({})", error.code)))?;

@@ -2,7 +2,9 @@
 //! Dataverse-like store, the row format of DESIGN 5.2, and the errors an org reports.
 //! Implementations: `local` (the embedded SQLite org); the Dataverse Web API comes later.
 
+pub mod dataverse;
 pub mod local;
+pub mod odata;
 
 use std::future::Future;
 use std::pin::Pin;

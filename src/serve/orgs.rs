@@ -1,12 +1,18 @@
 //! The orgs `serve` talks to, by connection name, each opened once and shared by every
-//! operation on that connection.
+//! operation on that connection. A Dataverse connection is one `DataverseOrg`, so every
+//! operation on it shares its token and its service-protection budget; its metadata is cached
+//! in `<state dir>/metadata/<connection>.json` (`org::dataverse::metadata_cache_path`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::config::{Config, Connection};
 use crate::org::Org;
+use crate::org::dataverse::{
+    DataverseOptions, DataverseOrg, DataverseSettings, metadata_cache_path,
+};
 use crate::org::local::LocalOrg;
+use crate::template::SecretSource;
 
 /// Why a connection cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -20,14 +26,23 @@ pub struct OrgUnavailable {
 pub struct Orgs {
     config: Option<Arc<Config>>,
     open: Mutex<HashMap<String, Arc<dyn Org>>>,
+    /// Where connection settings' `secret('NAME')` values come from.
+    secrets: Arc<dyn SecretSource>,
 }
 
 impl Orgs {
     /// Opens connections from `config` on demand.
+    /// Opens connections from `config` on demand, with secrets from the process environment.
     pub fn from_config(config: Arc<Config>) -> Orgs {
+        Orgs::from_config_with_secrets(config, Arc::new(|name: &str| std::env::var(name).ok()))
+    }
+
+    /// Opens connections from `config` on demand, with secrets from `secrets`.
+    pub fn from_config_with_secrets(config: Arc<Config>, secrets: Arc<dyn SecretSource>) -> Orgs {
         Orgs {
             config: Some(config),
             open: Mutex::new(HashMap::new()),
+            secrets,
         }
     }
 
@@ -36,11 +51,14 @@ impl Orgs {
         Orgs {
             config: None,
             open: Mutex::new(orgs.into_iter().collect()),
+            secrets: Arc::new(|_: &str| None),
         }
     }
 
     /// The org of `connection`, opening it on first use. The default local org is created
-    /// with demo data when its file does not exist yet.
+    /// with demo data when its file does not exist yet. Opening a Dataverse connection blocks
+    /// (token, `WhoAmI`, metadata): call it from a blocking context. A connection that fails
+    /// to open is not remembered, so the next call tries again.
     pub fn get(&self, connection: &str) -> Result<Arc<dyn Org>, OrgUnavailable> {
         let mut open = self
             .open
@@ -72,9 +90,21 @@ impl Orgs {
                 Arc::new(LocalOrg::open(path).map_err(|error| unavailable(error.to_string()))?)
             }
             Connection::Dataverse { .. } => {
-                return Err(unavailable(
-                    "Dataverse connections are not supported yet (only local orgs)".to_string(),
-                ));
+                let settings = DataverseSettings::from_connection(declared)
+                    .ok_or_else(|| unavailable("not a Dataverse connection".to_string()))?;
+                let options = DataverseOptions {
+                    metadata_cache: Some(metadata_cache_path(&config.state, connection)),
+                    ..DataverseOptions::default()
+                };
+                Arc::new(
+                    DataverseOrg::connect_blocking(
+                        connection,
+                        &settings,
+                        self.secrets.clone(),
+                        options,
+                    )
+                    .map_err(|error| unavailable(error.detail()))?,
+                )
             }
         };
         open.insert(connection.to_string(), org.clone());

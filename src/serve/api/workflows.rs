@@ -280,13 +280,19 @@ async fn run_sync(
     vars: Vec<(String, Value)>,
 ) -> Result<Response, ApiError> {
     let workflow = &*active.workflow;
-    let org = state.orgs.get(&workflow.connection).map_err(|error| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "org_unavailable",
-            error.to_string(),
-        )
-    })?;
+    // Opening a Dataverse connection blocks (token, metadata): not on the runtime's threads.
+    let orgs = state.orgs.clone();
+    let connection = workflow.connection.clone();
+    let org = tokio::task::spawn_blocking(move || orgs.get(&connection))
+        .await
+        .map_err(|error| ApiError::internal("internal_error", error.to_string()))?
+        .map_err(|error| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "org_unavailable",
+                error.to_string(),
+            )
+        })?;
     let plan = ActionPlan::compile(workflow, org.catalogue()).map_err(|error| {
         ApiError::unprocessable(
             "workflow_not_runnable",
