@@ -1,7 +1,7 @@
 //! `fetchflow metadata pull CONNECTION`: fetch a Dataverse environment's metadata (tables,
 //! columns, lookup targets, option sets, state/status models) and cache it in
 //! `<state dir>/metadata/<connection>.json` (`org::dataverse::metadata_cache_path`), where
-//! connecting reads it instead of pulling again, and where offline validation can read it.
+//! connecting reads it instead of pulling again (`validate` does not read it yet: it checks against the built-in tables).
 //!
 //! Exit codes: 0 pulled and written; 1 the environment or the file failed; 2 usage (unknown
 //! connection, a local connection).
@@ -25,7 +25,7 @@ pub struct MetadataArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum MetadataCommand {
-    /// Cache a Dataverse environment's metadata for offline validation and faster connects.
+    /// Cache a Dataverse environment's tables, columns and choices, so connects skip pulling them.
     Pull {
         /// A `dataverse:` connection of fetchflow.yaml.
         connection: String,
