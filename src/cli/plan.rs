@@ -232,6 +232,10 @@ impl Org for ConnectedOrg {
     ) -> OrgFuture<'a, Vec<Result<Row, RecordError>>> {
         self.org().call_batch(calls)
     }
+
+    fn with_plugins_bypassed(&self) -> Option<std::sync::Arc<dyn Org>> {
+        self.org().with_plugins_bypassed()
+    }
 }
 
 /// Opens the connection `name`. A Dataverse connection gets a token, checks access and loads

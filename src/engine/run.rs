@@ -284,6 +284,12 @@ pub async fn execute(
     worker: &str,
     options: ExecuteOptions,
 ) -> Result<Outcome, EngineError> {
+    // Dataverse plug-ins are bypassed per workflow; an org without plug-ins stays as it is.
+    let org = if workflow.batch.bypass_plugins {
+        org.with_plugins_bypassed().unwrap_or(org)
+    } else {
+        org
+    };
     let operation = store.get(operation_id)?;
     if !matches!(
         operation.status,

@@ -1022,3 +1022,89 @@ async fn progress_is_stored_after_every_batch() {
     // Final: the stored counts.
     assert_eq!(operation.progress_counts(), operation.counts);
 }
+
+/// An org that notes, for every write request, whether it came through its plug-in-bypassing
+/// form.
+struct PluginOrg {
+    inner: Arc<LocalOrg>,
+    bypassing: bool,
+    requests: Arc<StdMutex<Vec<bool>>>,
+}
+
+impl Org for PluginOrg {
+    fn catalogue(&self) -> &Catalogue {
+        self.inner.catalogue()
+    }
+
+    fn query_page<'a>(
+        &'a self,
+        fetchxml: &'a str,
+        request: &'a PageRequest,
+    ) -> OrgFuture<'a, Page> {
+        self.inner.query_page(fetchxml, request)
+    }
+
+    fn write_batch<'a>(
+        &'a self,
+        writes: &'a [Write],
+    ) -> OrgFuture<'a, Vec<Result<(), RecordError>>> {
+        self.requests.lock().unwrap().push(self.bypassing);
+        self.inner.write_batch(writes)
+    }
+
+    fn call_batch<'a>(
+        &'a self,
+        calls: &'a [ApiCall],
+    ) -> OrgFuture<'a, Vec<Result<Row, RecordError>>> {
+        self.inner.call_batch(calls)
+    }
+
+    fn with_plugins_bypassed(&self) -> Option<Arc<dyn Org>> {
+        Some(Arc::new(PluginOrg {
+            inner: self.inner.clone(),
+            bypassing: true,
+            requests: self.requests.clone(),
+        }))
+    }
+}
+
+/// `batch.bypass_plugins: true` sends every write through the org's plug-in-bypassing form
+/// (Dataverse's `MSCRM.BypassCustomPluginExecution`); without it, none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bypass_plugins_reaches_every_write_request() {
+    for bypass in [true, false] {
+        let yaml = TRAP.replace(
+            "  concurrency: 4\n",
+            &format!("  concurrency: 4\n  bypass_plugins: {bypass}\n"),
+        );
+        let harness = Harness::new(&yaml, org_with_accounts(0, |_| "West"));
+        harness.create("op-bypass");
+        let requests = Arc::new(StdMutex::new(Vec::new()));
+        let org = Arc::new(PluginOrg {
+            inner: Arc::new(org_with_accounts(250, |_| "West")),
+            bypassing: false,
+            requests: requests.clone(),
+        });
+        let operation = finished(
+            execute(
+                org,
+                harness.store.clone(),
+                harness.clock.clone(),
+                &harness.workflow,
+                harness.plan.clone(),
+                "op-bypass",
+                WORKER,
+                ExecuteOptions::default(),
+            )
+            .await
+            .unwrap(),
+        );
+        assert_eq!(operation.status, OperationStatus::Succeeded);
+        let requests = requests.lock().unwrap();
+        assert_eq!(requests.len(), 3, "three batches of at most 100");
+        assert!(
+            requests.iter().all(|bypassed| *bypassed == bypass),
+            "{requests:?}"
+        );
+    }
+}

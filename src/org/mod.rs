@@ -192,4 +192,10 @@ pub trait Org: Send + Sync {
         &'a self,
         calls: &'a [ApiCall],
     ) -> OrgFuture<'a, Vec<Result<Row, RecordError>>>;
+    /// This org for a workflow with `batch.bypass_plugins: true`: Dataverse then sends the
+    /// `MSCRM.BypassCustomPluginExecution` header with its writes. `None` (the default) means
+    /// there is nothing to bypass (the local org runs no plug-ins): use the org as it is.
+    fn with_plugins_bypassed(&self) -> Option<std::sync::Arc<dyn Org>> {
+        None
+    }
 }

@@ -452,4 +452,8 @@ impl Org for DataverseOrg {
     ) -> OrgFuture<'a, Vec<Result<Row, RecordError>>> {
         Box::pin(call::call_batch(self.inner.clone(), calls))
     }
+
+    fn with_plugins_bypassed(&self) -> Option<Arc<dyn Org>> {
+        Some(Arc::new(self.bypassing_plugins(true)))
+    }
 }
