@@ -92,3 +92,29 @@ pub fn run() -> ExitCode {
 pub(crate) fn catalogue() -> crate::metadata::Catalogue {
     crate::metadata::Catalogue::builtin()
 }
+
+/// Resolves at SIGTERM or SIGINT (Ctrl-C): how the long-running commands (`serve`, `org serve`)
+/// are told to stop.
+#[cfg(unix)]
+pub(crate) async fn termination_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut terminate), Ok(mut interrupt)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without handlers the default dispositions end the process: nothing to wait for.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+}
+
+#[cfg(not(unix))]
+pub(crate) async fn termination_signal() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}

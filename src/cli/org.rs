@@ -296,7 +296,7 @@ fn run_serve(org: LocalOrg, path: &Path, args: &ServeArgs) -> anyhow::Result<Exi
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let address = listener.local_addr()?;
-        let shutdown = stop_signal();
+        let shutdown = super::termination_signal();
         crate::emulator::serve(
             listener,
             std::sync::Arc::new(org),
@@ -319,31 +319,6 @@ fn run_serve(org: LocalOrg, path: &Path, args: &ServeArgs) -> anyhow::Result<Exi
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     served?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Resolves at SIGTERM or SIGINT (Ctrl-C).
-#[cfg(unix)]
-async fn stop_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut terminate), Ok(mut interrupt)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without handlers the default dispositions end the process.
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
-    }
-}
-
-#[cfg(not(unix))]
-async fn stop_signal() {
-    if tokio::signal::ctrl_c().await.is_err() {
-        std::future::pending::<()>().await;
-    }
 }
 
 /// `--org`, else the `default` connection's local path, else `.fetchflow/org.db`; and whether

@@ -216,7 +216,7 @@ fn serve(state: ServeState, listen: SocketAddr, args: &ServeArgs) -> anyhow::Res
 /// Resolves at the first SIGTERM or SIGINT, and arms the hard limit: a second signal, or
 /// [`FORCED_EXIT`] after the first, ends the process whatever is still running.
 async fn shutdown_signal() {
-    wait_for_signal().await;
+    super::termination_signal().await;
     tracing::info!("Signal received; stopping (a second signal forces the exit).");
     std::thread::spawn(|| {
         std::thread::sleep(FORCED_EXIT);
@@ -224,32 +224,8 @@ async fn shutdown_signal() {
         std::process::exit(1);
     });
     tokio::spawn(async {
-        wait_for_signal().await;
+        super::termination_signal().await;
         eprintln!("error: second signal; exiting now");
         std::process::exit(1);
     });
-}
-
-#[cfg(unix)]
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut terminate), Ok(mut interrupt)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers there is nothing to wait for; the process is killed instead.
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
-    }
-}
-
-#[cfg(not(unix))]
-async fn wait_for_signal() {
-    if tokio::signal::ctrl_c().await.is_err() {
-        std::future::pending::<()>().await;
-    }
 }
