@@ -36,6 +36,8 @@ mod tls;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod throttling_tests;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
