@@ -242,3 +242,92 @@ pub fn compile_path(path: &Path, context: &CompileContext<'_>) -> FileOutcome {
         },
     }
 }
+
+/// The catalogue of each `dataverse:` connection whose metadata `fetchflow metadata pull`
+/// cached (`<state dir>/metadata/<connection>.json`); connections without a cache, and local
+/// ones, are left out and check against the built-in tables. An unreadable cache is reported
+/// as a message for that connection.
+pub fn connection_catalogues(
+    config: &crate::config::Config,
+) -> (
+    std::collections::BTreeMap<String, crate::metadata::Catalogue>,
+    Vec<String>,
+) {
+    let mut catalogues = std::collections::BTreeMap::new();
+    let mut problems = Vec::new();
+    for (name, connection) in &config.connections {
+        let crate::config::Connection::Dataverse { url, .. } = connection else {
+            continue;
+        };
+        let path = crate::org::dataverse::metadata_cache_path(&config.state, name);
+        match crate::org::dataverse::read_cache(&path, url) {
+            Ok(Some(catalogue)) => {
+                catalogues.insert(name.clone(), catalogue);
+            }
+            Ok(None) => {}
+            Err(message) => problems.push(format!(
+                "connection `{name}`: the metadata cache cannot be read ({message}); run \
+                 `fetchflow metadata pull {name}` again"
+            )),
+        }
+    }
+    (catalogues, problems)
+}
+
+/// Like [`compile_files`], but each file is checked against the catalogue of the connection it
+/// names (`connection:`, else `default`) when `catalogues` has one, else against `builtin`.
+/// Names are still checked across all the files.
+pub fn compile_files_by_connection(
+    paths: &[PathBuf],
+    builtin: &crate::metadata::Catalogue,
+    catalogues: &std::collections::BTreeMap<String, crate::metadata::Catalogue>,
+    connections: Option<&[String]>,
+) -> Vec<FileOutcome> {
+    let context = CompileContext {
+        catalogue: builtin,
+        connections,
+    };
+    let mut outcomes = compile_files(paths, &context);
+    if catalogues.is_empty() {
+        return outcomes;
+    }
+    for outcome in &mut outcomes {
+        let Some(catalogue) = connection_of(&outcome.source).and_then(|name| catalogues.get(&name))
+        else {
+            continue;
+        };
+        let context = CompileContext {
+            catalogue,
+            connections,
+        };
+        let names_checked: Vec<Diagnostic> = outcome
+            .diagnostics
+            .iter()
+            .filter(|diagnostic| diagnostic.code == "duplicate-name")
+            .cloned()
+            .collect();
+        let again = compile_source(outcome.source.clone(), &context);
+        let mut diagnostics = again.diagnostics;
+        diagnostics.extend(names_checked);
+        *outcome = FileOutcome {
+            workflow: if diagnostics.iter().any(Diagnostic::is_error) {
+                None
+            } else {
+                again.workflow
+            },
+            diagnostics,
+            ..again
+        };
+    }
+    outcomes
+}
+
+/// The connection a workflow file names, read leniently (the full parse reports problems).
+fn connection_of(source: &SourceFile) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct ConnectionOnly {
+        connection: Option<String>,
+    }
+    let parsed = crate::model::parse_yaml::<ConnectionOnly>(source).ok()?;
+    Some(parsed.connection.unwrap_or_else(|| "default".to_string()))
+}

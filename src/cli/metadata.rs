@@ -1,7 +1,8 @@
 //! `fetchflow metadata pull CONNECTION`: fetch a Dataverse environment's metadata (tables,
 //! columns, lookup targets, option sets, state/status models) and cache it in
 //! `<state dir>/metadata/<connection>.json` (`org::dataverse::metadata_cache_path`), where
-//! connecting reads it instead of pulling again (`validate` does not read it yet: it checks against the built-in tables).
+//! connecting reads it instead of pulling again, and `validate`, `plan` and `run` check the
+//! connection's workflows against it (`load::compile_files_by_connection`).
 //!
 //! Exit codes: 0 pulled and written; 1 the environment or the file failed; 2 usage (unknown
 //! connection, a local connection).
@@ -25,7 +26,7 @@ pub struct MetadataArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum MetadataCommand {
-    /// Cache a Dataverse environment's tables, columns and choices, so connects skip pulling them.
+    /// Cache a Dataverse environment's tables, columns and choices, for offline validation and faster connects.
     Pull {
         /// A `dataverse:` connection of fetchflow.yaml.
         connection: String,

@@ -24,12 +24,11 @@ use clap::{Args, ValueEnum};
 use serde_json::{Map, Value, json};
 
 use crate::cli::{Cli, render};
-use crate::compile::{CompileContext, Workflow};
+use crate::compile::Workflow;
 use crate::config::Connection;
 use crate::diagnostics::Severity;
 use crate::engine::{ActionPlan, RenderedAction, RunContext, render_selection, resolve_cli_vars};
 use crate::fetchxml::SelectedColumns;
-use crate::load::compile_files;
 use crate::metadata::Catalogue;
 use crate::org::local::LocalOrg;
 use crate::org::{ApiCall, Org, OrgFuture, Page, PageRequest, RecordError, Row, Write};
@@ -147,11 +146,16 @@ pub(super) fn load_workflow(
     };
     let catalogue = super::catalogue();
     let declared = config.declared_connections();
-    let context = CompileContext {
-        catalogue: &catalogue,
-        connections: declared.as_deref(),
-    };
-    let outcomes = compile_files(&paths, &context);
+    let (catalogues, cache_problems) = crate::load::connection_catalogues(config);
+    for problem in &cache_problems {
+        eprintln!("warning: {problem}");
+    }
+    let outcomes = crate::load::compile_files_by_connection(
+        &paths,
+        &catalogue,
+        &catalogues,
+        declared.as_deref(),
+    );
     let outcome = outcomes.iter().find(|outcome| {
         is_file
             || outcome

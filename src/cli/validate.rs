@@ -7,9 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use crate::cli::{Cli, Format, render};
-use crate::compile::CompileContext;
 use crate::diagnostics::{Diagnostic, Severity};
-use crate::load::compile_files;
 use crate::source::SourceFile;
 
 #[derive(Debug, Args)]
@@ -40,11 +38,16 @@ pub(crate) fn run(cli: &Cli, args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     };
     let catalogue = super::catalogue();
     let declared = config.declared_connections();
-    let context = CompileContext {
-        catalogue: &catalogue,
-        connections: declared.as_deref(),
-    };
-    let outcomes = compile_files(&paths, &context);
+    let (catalogues, cache_problems) = crate::load::connection_catalogues(&config);
+    for problem in &cache_problems {
+        eprintln!("warning: {problem}");
+    }
+    let outcomes = crate::load::compile_files_by_connection(
+        &paths,
+        &catalogue,
+        &catalogues,
+        declared.as_deref(),
+    );
 
     let config_source = config
         .path

@@ -320,3 +320,70 @@ fn hostile_files_are_refused_in_bounded_memory() {
         assert!(codes.contains(&code), "{file}: {codes:?}");
     }
 }
+
+/// A workflow on a `dataverse:` connection is validated against the metadata `metadata pull`
+/// cached for that connection (a custom table and column), and against the built-in tables
+/// when there is no cache (where that table does not exist).
+#[test]
+fn validate_checks_dataverse_workflows_against_the_pulled_metadata() {
+    use fetchflow::metadata::{AttributeMeta, AttributeType, Catalogue, EntityMeta};
+    let config = r#"connections:
+  prod:
+    dataverse:
+      url: https://contoso.crm.dynamics.com
+      tenant: 00000000-0000-0000-0000-000000000000
+      client_id: 00000000-0000-0000-0000-000000000000
+      client_secret: "{{ secret('DATAVERSE_CLIENT_SECRET') }}"
+"#;
+    let workflow = r#"name: close-projects
+connection: prod
+select:
+  fetchxml: |
+    <fetch>
+      <entity name="new_project">
+        <attribute name="new_name"/>
+      </entity>
+    </fetch>
+actions:
+  - update:
+      set:
+        new_budget: 0
+"#;
+    let dir = project(&[
+        ("fetchflow.yaml", config),
+        ("workflows/close-projects.yaml", workflow),
+    ]);
+    let without = fetchflow(&dir, &["validate"]);
+    assert_eq!(without.status.code(), Some(1), "{}", text(&without.stderr));
+    assert!(
+        text(&without.stderr).contains("new_project"),
+        "{}",
+        text(&without.stderr)
+    );
+
+    let mut catalogue = Catalogue::builtin();
+    let mut entity = EntityMeta::new("new_project", "new_projects", "new_projectid", "new_name");
+    entity.add_attribute(AttributeMeta::string("new_name", 100));
+    entity.add_attribute(AttributeMeta::new("new_budget", AttributeType::Money));
+    catalogue.add_entity(entity);
+    fetchflow::org::dataverse::write_cache(
+        &dir.join(".fetchflow/metadata/prod.json"),
+        "prod",
+        "https://contoso.crm.dynamics.com",
+        &catalogue,
+    )
+    .unwrap();
+    let with = fetchflow(&dir, &["validate"]);
+    assert_eq!(with.status.code(), Some(0), "{}", text(&with.stderr));
+
+    // A column the environment does not have is still caught, by its real name.
+    let wrong = workflow.replace("new_budget", "new_budgte");
+    std::fs::write(dir.join("workflows/close-projects.yaml"), wrong).unwrap();
+    let output = fetchflow(&dir, &["validate"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).contains("new_budget"),
+        "{}",
+        text(&output.stderr)
+    );
+}
