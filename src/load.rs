@@ -292,21 +292,17 @@ pub fn compile_files_by_connection(
         return outcomes;
     }
     for outcome in &mut outcomes {
-        let Some(catalogue) = connection_of(&outcome.source).and_then(|name| catalogues.get(&name))
-        else {
+        if catalogue_for(&outcome.source, catalogues).is_none() {
             continue;
-        };
-        let context = CompileContext {
-            catalogue,
-            connections,
-        };
+        }
         let names_checked: Vec<Diagnostic> = outcome
             .diagnostics
             .iter()
             .filter(|diagnostic| diagnostic.code == "duplicate-name")
             .cloned()
             .collect();
-        let again = compile_source(outcome.source.clone(), &context);
+        let again =
+            compile_source_by_connection(outcome.source.clone(), builtin, catalogues, connections);
         let mut diagnostics = again.diagnostics;
         diagnostics.extend(names_checked);
         *outcome = FileOutcome {
@@ -320,6 +316,34 @@ pub fn compile_files_by_connection(
         };
     }
     outcomes
+}
+
+/// Compiles one file against the catalogue of the connection it names (see
+/// [`compile_files_by_connection`]), with no cross-file checks: what `serve` does per file.
+pub fn compile_source_by_connection(
+    source: SourceFile,
+    builtin: &crate::metadata::Catalogue,
+    catalogues: &std::collections::BTreeMap<String, crate::metadata::Catalogue>,
+    connections: Option<&[String]>,
+) -> FileOutcome {
+    let catalogue = catalogue_for(&source, catalogues).unwrap_or(builtin);
+    compile_source(
+        source,
+        &CompileContext {
+            catalogue,
+            connections,
+        },
+    )
+}
+
+fn catalogue_for<'a>(
+    source: &SourceFile,
+    catalogues: &'a std::collections::BTreeMap<String, crate::metadata::Catalogue>,
+) -> Option<&'a crate::metadata::Catalogue> {
+    if catalogues.is_empty() {
+        return None;
+    }
+    catalogues.get(&connection_of(source)?)
 }
 
 /// The connection a workflow file names, read leniently (the full parse reports problems).

@@ -10,10 +10,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::compile::{
-    CompileContext, DeclaredName, FileOutcome, Workflow, check_unique_names, compile_source,
-    content_hash,
-};
+use crate::compile::{DeclaredName, FileOutcome, Workflow, check_unique_names, content_hash};
 use crate::diagnostics::{Diagnostic, Severity};
 use crate::serve::ServeState;
 use crate::serve::registry::{ActiveWorkflow, BlockedWorkflow, FileEntry, FileStatus, Snapshot};
@@ -104,16 +101,25 @@ pub fn reload(state: &ServeState, changed: &[PathBuf]) -> Arc<Snapshot> {
     // that read newer content.
     let _reloading = state.registry.lock_reloads();
     let current = state.registry.snapshot();
-    let catalogue = crate::cli::catalogue();
+    let builtin = crate::cli::catalogue();
     let declared = state.config.declared_connections();
-    let context = CompileContext {
-        catalogue: &catalogue,
-        connections: declared.as_deref(),
+    // Dataverse workflows check against their connection's pulled metadata (`metadata pull`).
+    let (catalogues, cache_problems) = crate::load::connection_catalogues(&state.config);
+    for problem in &cache_problems {
+        tracing::warn!("{problem}");
+    }
+    let compile = |source: SourceFile| {
+        crate::load::compile_source_by_connection(
+            source,
+            &builtin,
+            &catalogues,
+            declared.as_deref(),
+        )
     };
     let fresh: Vec<(PathBuf, Fresh)> = keys
         .into_iter()
         .map(|path| {
-            let fresh = read_fresh(&path, current.file(&path), &context);
+            let fresh = read_fresh(&path, current.file(&path), &compile);
             (path, fresh)
         })
         .collect();
@@ -176,7 +182,11 @@ enum Fresh {
     Compiled(Box<FileOutcome>),
 }
 
-fn read_fresh(path: &Path, previous: Option<&FileEntry>, context: &CompileContext<'_>) -> Fresh {
+fn read_fresh(
+    path: &Path,
+    previous: Option<&FileEntry>,
+    compile: &dyn Fn(SourceFile) -> FileOutcome,
+) -> Fresh {
     if !path.is_file() {
         return Fresh::Deleted;
     }
@@ -201,7 +211,7 @@ fn read_fresh(path: &Path, previous: Option<&FileEntry>, context: &CompileContex
     if unchanged {
         Fresh::Unchanged
     } else {
-        Fresh::Compiled(Box::new(compile_source(source, context)))
+        Fresh::Compiled(Box::new(compile(source)))
     }
 }
 

@@ -467,3 +467,46 @@ fn each_pass_publishes_one_generation() {
     assert_eq!(*changes.borrow_and_update(), 1);
     assert_eq!(snapshot.workflows().count(), 2);
 }
+
+/// A workflow on a `dataverse:` connection loads against the metadata `metadata pull` cached
+/// for it (a custom table), and is invalid against the built-in tables without the cache.
+#[test]
+fn a_dataverse_workflow_loads_against_its_pulled_metadata() {
+    use crate::metadata::{AttributeMeta, AttributeType, Catalogue, EntityMeta};
+    let (dir, mut state, _) = setup("dataverse-metadata");
+    let url = "https://contoso.crm.dynamics.com";
+    let mut config = (*state.config).clone();
+    config.path = Some(dir.path.join("fetchflow.yaml"));
+    config.state = dir.path.join(".fetchflow/state.db");
+    config.connections.push((
+        "prod".to_string(),
+        crate::config::Connection::Dataverse {
+            url: url.to_string(),
+            tenant: "t".to_string(),
+            client_id: "c".to_string(),
+            client_secret: "{{ secret('S') }}".to_string(),
+            authority: "https://login.microsoftonline.com".to_string(),
+        },
+    ));
+    state.config = Arc::new(config);
+    let text = "name: projects\nconnection: prod\nselect:\n  fetchxml: |\n    <fetch>\n      \
+                <entity name=\"new_project\">\n        <attribute name=\"new_name\"/>\n      \
+                </entity>\n    </fetch>\nactions:\n  - update:\n      set:\n        new_budget: 0\n";
+    let path = dir.write("projects.yaml", text);
+
+    load_all(&state).unwrap();
+    let snapshot = state.registry.snapshot();
+    assert_eq!(snapshot.file(&path).unwrap().status, FileStatus::Error);
+
+    let mut catalogue = Catalogue::builtin();
+    let mut project = EntityMeta::new("new_project", "new_projects", "new_projectid", "new_name");
+    project.add_attribute(AttributeMeta::string("new_name", 100));
+    project.add_attribute(AttributeMeta::new("new_budget", AttributeType::Money));
+    catalogue.add_entity(project);
+    let cache = crate::org::dataverse::metadata_cache_path(&state.config.state, "prod");
+    crate::org::dataverse::write_cache(&cache, "prod", url, &catalogue).unwrap();
+    let snapshot = reload(&state, std::slice::from_ref(&path));
+    let entry = snapshot.file(&path).unwrap();
+    assert_eq!(entry.status, FileStatus::Ok, "{:#?}", entry.diagnostics);
+    assert!(snapshot.workflow("projects").is_some());
+}

@@ -22,7 +22,7 @@ use tokio::sync::{Notify, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::callback::http::HttpSender;
-use crate::compile::{CompileContext, Workflow};
+use crate::compile::Workflow;
 use crate::engine::{
     ActionPlan, DeliveryLoop, EngineError, ExecuteOptions, Outcome, Progress, ProgressFn, execute,
     finish_operation,
@@ -419,14 +419,14 @@ pub fn workflow_of(
                 ),
             )
         })?;
-    let catalogue = Catalogue::builtin();
     let declared = state.config.declared_connections();
-    let context = CompileContext {
-        catalogue: &catalogue,
-        connections: declared.as_deref(),
-    };
-    let outcome =
-        crate::compile::compile_source(SourceFile::new(stored.path, stored.source), &context);
+    let (catalogues, _) = crate::load::connection_catalogues(&state.config);
+    let outcome = crate::load::compile_source_by_connection(
+        SourceFile::new(stored.path, stored.source),
+        &Catalogue::builtin(),
+        &catalogues,
+        declared.as_deref(),
+    );
     match outcome.workflow {
         Some(workflow) if workflow.version == operation.workflow_version => Ok(Arc::new(workflow)),
         Some(workflow) => Err(version_error(
@@ -487,6 +487,8 @@ fn count_records(state: &ServeState, start: Counts) -> ProgressFn {
 mod tests {
     use std::path::Path;
     use std::time::Instant;
+
+    use crate::compile::CompileContext;
 
     use chrono::Utc;
 
