@@ -87,6 +87,21 @@ pub fn run() -> ExitCode {
     }
 }
 
+/// Compiles workflow files as the commands that read them do: each against the catalogue of
+/// its connection (the pulled metadata of a Dataverse connection, else the built-in tables),
+/// with the configured connection names; an unreadable metadata cache is a warning.
+pub(crate) fn compile_workflows(
+    config: &crate::config::Config,
+    paths: &[PathBuf],
+) -> Vec<crate::compile::FileOutcome> {
+    let (catalogues, cache_problems) = crate::load::connection_catalogues(config);
+    for problem in &cache_problems {
+        eprintln!("warning: {problem}");
+    }
+    let declared = config.declared_connections();
+    crate::load::compile_files_by_connection(paths, &catalogue(), &catalogues, declared.as_deref())
+}
+
 /// The built-in metadata plus what the configuration adds. One place so that `validate`,
 /// `schedule` and later `run` check names against the same catalogue.
 pub(crate) fn catalogue() -> crate::metadata::Catalogue {

@@ -144,18 +144,7 @@ pub(super) fn load_workflow(
         crate::load::workflow_paths(std::slice::from_ref(&config.workflows))
             .map_err(|error| refuse(error.to_string()))?
     };
-    let catalogue = super::catalogue();
-    let declared = config.declared_connections();
-    let (catalogues, cache_problems) = crate::load::connection_catalogues(config);
-    for problem in &cache_problems {
-        eprintln!("warning: {problem}");
-    }
-    let outcomes = crate::load::compile_files_by_connection(
-        &paths,
-        &catalogue,
-        &catalogues,
-        declared.as_deref(),
-    );
+    let outcomes = super::compile_workflows(config, &paths);
     let outcome = outcomes.iter().find(|outcome| {
         is_file
             || outcome

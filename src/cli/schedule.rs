@@ -9,9 +9,8 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::cli::{Cli, Format, render};
-use crate::compile::{CompileContext, Trigger};
+use crate::compile::Trigger;
 use crate::diagnostics::Severity;
-use crate::load::compile_files;
 
 #[derive(Debug, Args)]
 pub struct ScheduleArgs {
@@ -60,13 +59,7 @@ pub(crate) fn run(cli: &Cli, args: &ScheduleArgs) -> anyhow::Result<ExitCode> {
         Some(target) if Path::new(target).is_file() => vec![PathBuf::from(target)],
         _ => crate::load::workflow_paths(std::slice::from_ref(&config.workflows))?,
     };
-    let catalogue = super::catalogue();
-    let declared = config.declared_connections();
-    let context = CompileContext {
-        catalogue: &catalogue,
-        connections: declared.as_deref(),
-    };
-    let outcomes = compile_files(&paths, &context);
+    let outcomes = super::compile_workflows(&config, &paths);
     let selected: Vec<_> = outcomes
         .iter()
         .filter(|outcome| match &args.workflow {

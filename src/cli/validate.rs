@@ -36,18 +36,7 @@ pub(crate) fn run(cli: &Cli, args: &ValidateArgs) -> anyhow::Result<ExitCode> {
         Err(_) if args.paths.is_empty() && !config_diagnostics.is_empty() => Vec::new(),
         Err(error) => return Err(error.into()),
     };
-    let catalogue = super::catalogue();
-    let declared = config.declared_connections();
-    let (catalogues, cache_problems) = crate::load::connection_catalogues(&config);
-    for problem in &cache_problems {
-        eprintln!("warning: {problem}");
-    }
-    let outcomes = crate::load::compile_files_by_connection(
-        &paths,
-        &catalogue,
-        &catalogues,
-        declared.as_deref(),
-    );
+    let outcomes = super::compile_workflows(&config, &paths);
 
     let config_source = config
         .path
