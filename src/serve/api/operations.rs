@@ -27,12 +27,12 @@ pub(super) struct ListQuery {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct PageQuery {
-    limit: Option<String>,
-    cursor: Option<String>,
+    pub(super) limit: Option<String>,
+    pub(super) cursor: Option<String>,
 }
 
 /// `limit` as given: 1..=1000; absent = the store's default page size.
-fn page_limit(limit: Option<&str>) -> Result<u32, ApiError> {
+pub(super) fn page_limit(limit: Option<&str>) -> Result<u32, ApiError> {
     let Some(text) = limit else {
         return Ok(0);
     };

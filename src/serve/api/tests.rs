@@ -382,6 +382,54 @@ async fn healthz_answers_ok() {
     assert_eq!(reply.json(), json!({"status": "ok"}));
 }
 
+/// `?limit=` pages the files by path; following `next_cursor` visits each file once, and a bad
+/// limit or an unknown parameter is a 400.
+#[tokio::test]
+async fn workflows_page_by_path_with_a_cursor() {
+    let fixture = fixture(None);
+    let all = fixture.get("/api/workflows").await.json();
+    let every: Vec<String> = all["workflows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|file| file["path"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(all["next_cursor"], Value::Null);
+
+    let mut seen = Vec::new();
+    let mut uri = "/api/workflows?limit=3".to_string();
+    loop {
+        let page = fixture.get(&uri).await.json();
+        let files = page["workflows"].as_array().unwrap();
+        assert!(files.len() <= 3);
+        seen.extend(
+            files
+                .iter()
+                .map(|file| file["path"].as_str().unwrap().to_string()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(cursor) => {
+                uri = format!(
+                    "/api/workflows?limit=3&cursor={}",
+                    cursor.replace('/', "%2F")
+                );
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen, every);
+    assert_eq!(seen.len(), 8);
+
+    for bad in [
+        "/api/workflows?limit=0",
+        "/api/workflows?limit=x",
+        "/api/workflows?page=2",
+    ] {
+        let reply = fixture.get(bad).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+}
+
 #[tokio::test]
 async fn workflows_list_every_file_with_status_triggers_and_next_fires() {
     let fixture = fixture(None);

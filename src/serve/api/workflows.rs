@@ -22,7 +22,8 @@ use crate::engine::{
 };
 use crate::serve::ServeState;
 use crate::serve::api::SYNC_LEASE;
-use crate::serve::api::error::{ApiError, ApiPath, RawBody, parse_json_body};
+use crate::serve::api::error::{ApiError, ApiPath, ApiQuery, RawBody, parse_json_body};
+use crate::serve::api::operations::{PageQuery, page_limit};
 use crate::serve::registry::{ActiveWorkflow, FileEntry, FileStatus, Snapshot};
 use crate::store::{
     NewOperation, Operation, OperationFilter, OperationStatus, StateStore, StoreError, Trigger,
@@ -32,17 +33,36 @@ use crate::view::{instant, operation_detail_json, operation_json};
 /// How many next fire instants a cron trigger shows.
 const NEXT_FIRES: usize = 3;
 
-/// `GET /api/workflows`: `{"workflows": [file...]}`, by path.
+/// `GET /api/workflows?limit=&cursor=`: `{"workflows": [file...], "next_cursor"}`, by path.
+/// Without `limit`, every file; with it (1..=1000), pages whose `next_cursor` (the last file's
+/// path) reads the next one.
 pub(super) async fn list_workflows(
     State(state): State<ServeState>,
+    ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
+    let limit = page_limit(query.limit.as_deref())? as usize;
     let snapshot = state.registry.snapshot();
     let now = state.clock.now();
-    let files = snapshot
+    let after = query.cursor.as_deref().map(std::path::Path::new);
+    let mut entries = snapshot
         .files()
+        .filter(|entry| after.is_none_or(|after| entry.path.as_path() > after));
+    let page: Vec<_> = if limit == 0 {
+        entries.by_ref().collect()
+    } else {
+        entries.by_ref().take(limit).collect()
+    };
+    let next_cursor = match (limit, page.last(), entries.next()) {
+        (1.., Some(last), Some(_)) => Some(last.path.display().to_string()),
+        _ => None,
+    };
+    let files = page
+        .into_iter()
         .map(|entry| file_json(entry, &*state.store, now))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Json(json!({ "workflows": files })))
+    Ok(Json(
+        json!({ "workflows": files, "next_cursor": next_cursor }),
+    ))
 }
 
 /// `GET /api/workflows/{name}`: one file, found by the name of the workflow it runs, or by its
