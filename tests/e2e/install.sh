@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The project's test command (README, and .ci/run after fmt and clippy): installs what the
-# dashboard's browser test needs when it is missing — Debian's chromium (as root) and the pinned
-# playwright-core (`npm ci` in tests/e2e) — then runs every test with `cargo test`.
+# Installs what the dashboard's browser test (tests/integration/dashboard_e2e.rs) needs when it
+# is missing: Debian's chromium (with apt-get, as root) and the pinned playwright-core (`npm ci`
+# here). The README's test command runs it before `cargo test`; so does .ci/run.
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
 if ! command -v chromium >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -19,4 +19,3 @@ if [ ! -d tests/e2e/node_modules/playwright-core ]; then
     npm ci --prefix tests/e2e --no-audit --no-fund
 fi
 
-cargo test --locked "$@"
