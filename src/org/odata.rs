@@ -779,7 +779,9 @@ pub fn url_decode(text: &str) -> Option<String> {
     String::from_utf8(decoded).ok()
 }
 
-/// Escapes text for an XML attribute value (the cookie goes into `paging-cookie='…'`).
+/// Escapes text for an XML attribute value, quoted either way (the cookie goes into
+/// `paging-cookie='…'`); tabs and line breaks as character references, so attribute-value
+/// normalization does not turn them into spaces.
 pub fn xml_escape(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len() + 16);
     for c in text.chars() {
@@ -789,6 +791,9 @@ pub fn xml_escape(text: &str) -> String {
             '>' => escaped.push_str("&gt;"),
             '"' => escaped.push_str("&quot;"),
             '\'' => escaped.push_str("&apos;"),
+            '\t' => escaped.push_str("&#9;"),
+            '\n' => escaped.push_str("&#10;"),
+            '\r' => escaped.push_str("&#13;"),
             c => escaped.push(c),
         }
     }

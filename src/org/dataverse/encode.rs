@@ -3,39 +3,15 @@
 //! twice by `odata::parse_paging_cookie_annotation`, goes XML-encoded into the `paging-cookie`
 //! attribute; the whole FetchXML is then URL-encoded again). Pure.
 
-/// One URL query or form component: RFC 3986 unreserved characters stay as they are,
-/// everything else is percent-encoded, so a space is `%20` (as in the reference's examples),
-/// never `+`.
-pub(crate) fn encode_component(text: &str) -> String {
-    crate::org::odata::url_encode(text)
-}
+use crate::org::odata::url_encode;
 
 /// An `application/x-www-form-urlencoded` body.
 pub(crate) fn form_encode(pairs: &[(&str, &str)]) -> String {
     pairs
         .iter()
-        .map(|(name, value)| format!("{}={}", encode_component(name), encode_component(value)))
+        .map(|(name, value)| format!("{}={}", url_encode(name), url_encode(value)))
         .collect::<Vec<_>>()
         .join("&")
-}
-
-/// XML-escapes an attribute value written between double quotes.
-pub(crate) fn xml_attribute(value: &str) -> String {
-    let mut escaped = String::with_capacity(value.len() + 16);
-    for character in value.chars() {
-        match character {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&apos;"),
-            '\n' => escaped.push_str("&#10;"),
-            '\r' => escaped.push_str("&#13;"),
-            '\t' => escaped.push_str("&#9;"),
-            other => escaped.push(other),
-        }
-    }
-    escaped
 }
 
 /// What the root `<fetch>` element says about the query.
@@ -90,11 +66,14 @@ pub(crate) fn with_paging(
         tag.push_str(&format!(
             " {}=\"{}\"",
             attribute.name(),
-            xml_attribute(attribute.value())
+            crate::org::odata::xml_escape(attribute.value())
         ));
     }
     for (name, value) in &overrides {
-        tag.push_str(&format!(" {name}=\"{}\"", xml_attribute(value)));
+        tag.push_str(&format!(
+            " {name}=\"{}\"",
+            crate::org::odata::xml_escape(value)
+        ));
     }
     tag.push_str(if self_closing { "/>" } else { ">" });
     let rewritten = format!(

@@ -17,9 +17,9 @@ use serde_json::Value;
 
 use crate::metadata::{AttributeMeta, AttributeType, Catalogue, EntityMeta, OptionMeta, StateMeta};
 use crate::org::OrgError;
-use crate::org::dataverse::encode::encode_component;
 use crate::org::dataverse::errors::{answer_error, org_error};
 use crate::org::dataverse::transport::{Request, SETUP_TRIES, Transport};
+use crate::org::odata::url_encode;
 
 /// The version of the cache file's shape.
 const FORMAT: u32 = 1;
@@ -207,7 +207,7 @@ async fn pull_attributes(
 ) -> Result<EntityMeta, OrgError> {
     let base = format!(
         "EntityDefinitions(LogicalName='{}')/Attributes",
-        encode_component(&entity.logical_name)
+        url_encode(&entity.logical_name)
     );
     let attributes = get_values(
         transport,

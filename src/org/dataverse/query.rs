@@ -8,10 +8,11 @@ use serde_json::Value;
 
 use crate::org::dataverse::Inner;
 use crate::org::dataverse::batch::{self, Part};
-use crate::org::dataverse::encode::{encode_component, with_paging};
+use crate::org::dataverse::encode::with_paging;
 use crate::org::dataverse::errors::{answer_error, org_error, part_failure};
 use crate::org::dataverse::transport::{API_PATH, Answer};
 use crate::org::odata;
+use crate::org::odata::url_encode;
 use crate::org::{OrgError, Page, PageRequest, Row};
 
 /// The longest URL of a plain `GET`.
@@ -50,7 +51,7 @@ pub(crate) async fn query_page(
             format!("`{}` is not a table of this environment", shape.entity),
         )
     })?;
-    let query = format!("fetchXml={}", encode_component(&fetch));
+    let query = format!("fetchXml={}", url_encode(&fetch));
     let mut get = transport.request(Method::GET, &entity.entity_set_name, &query);
     get.headers
         .push(("Prefer", "odata.include-annotations=\"*\"".to_string()));

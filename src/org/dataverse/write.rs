@@ -23,9 +23,9 @@ use serde_json::{Map, Value};
 
 use crate::org::dataverse::Inner;
 use crate::org::dataverse::batch::{self, MAX_BATCH, Part};
-use crate::org::dataverse::encode::encode_component;
 use crate::org::dataverse::errors::{answer_error, org_error, part_failure, record_error};
 use crate::org::dataverse::transport::{API_PATH, Request, SETUP_TRIES};
+use crate::org::odata::url_encode;
 use crate::org::odata::{self, WriteRequest};
 use crate::org::{OrgError, RecordError, Write};
 
@@ -145,10 +145,7 @@ impl Inner {
             "sdkmessageid/name eq '{message}' and primaryobjecttypecode eq '{}'",
             write.entity()
         );
-        let query = format!(
-            "$select=sdkmessagefilterid&$filter={}",
-            encode_component(&filter)
-        );
+        let query = format!("$select=sdkmessagefilterid&$filter={}", url_encode(&filter));
         let request = self
             .transport
             .request(Method::GET, "sdkmessagefilters", &query);

@@ -431,7 +431,7 @@ impl Cookie {
             match value {
                 Some(value) => cookie.push_str(&format!(
                     "<key type=\"{kind}\" last=\"{}\"/>",
-                    escape(&value)
+                    crate::org::odata::xml_escape(&value)
                 )),
                 None => cookie.push_str(&format!("<key type=\"{kind}\"/>")),
             }
@@ -439,8 +439,8 @@ impl Cookie {
         if let (Some(first), Some(last)) = (first, last) {
             cookie.push_str(&format!(
                 "<{primary_id} last=\"{{{}}}\" first=\"{{{}}}\"/>",
-                escape(&last.to_ascii_uppercase()),
-                escape(&first.to_ascii_uppercase())
+                crate::org::odata::xml_escape(&last.to_ascii_uppercase()),
+                crate::org::odata::xml_escape(&first.to_ascii_uppercase())
             ));
         }
         cookie.push_str("</cookie>");
@@ -494,24 +494,6 @@ impl Cookie {
         }
         Ok(Cookie { page, keys })
     }
-}
-
-fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&apos;"),
-            '\t' => escaped.push_str("&#9;"),
-            '\n' => escaped.push_str("&#10;"),
-            '\r' => escaped.push_str("&#13;"),
-            c => escaped.push(c),
-        }
-    }
-    escaped
 }
 
 #[cfg(test)]
